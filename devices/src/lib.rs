@@ -1,1 +1,16 @@
-//! devices
+//! Devices of the pc-lite machine.
+//!
+//! Legacy devices sit on a port-I/O or MMIO [`bus::Bus`] and are served from the vCPU threads;
+//! virtio devices (later) are served from the VMM's event loop.
+
+pub mod bus;
+pub mod i8042;
+pub mod markers;
+pub mod serial;
+pub mod status_port;
+pub mod stop;
+pub mod timeline;
+
+pub use bus::{Bus, BusDevice};
+pub use stop::{StopReason, StopSignal};
+pub use timeline::Timeline;

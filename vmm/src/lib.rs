@@ -1,1 +1,14 @@
-//! vmm
+//! The vmctl VMM as a library: build a pc-lite machine from a [`VmConfig`], run it, and learn
+//! why it stopped. The `vmctl` binary is a thin CLI over this.
+
+mod config;
+mod console;
+mod error;
+pub mod kvm;
+mod vcpu;
+mod vm;
+
+pub use config::{ConsoleConfig, VmConfig};
+pub use devices::{StopReason, StopSignal, Timeline};
+pub use error::{Error, Result};
+pub use vm::{describe, run, validate, MAX_VCPUS};

@@ -1,0 +1,111 @@
+//! `vmctl boot`: boot a kernel in a microVM; run a command in it or get a shell.
+
+mod assets;
+mod cmdline;
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use vmm::{ConsoleConfig, StopReason, StopSignal, Timeline, VmConfig};
+
+use crate::terminal::{is_tty, RawMode};
+use crate::{signals, Error};
+
+/// Ctrl-] ends an interactive console session.
+const ESCAPE_KEY: u8 = 0x1d;
+
+#[derive(Args, Debug)]
+pub struct BootArgs {
+    /// Kernel to boot: vmlinux (ELF, 64-bit or PVH entry) or bzImage [default: the project's]
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Initial ramdisk [default: the project's, unless --kernel is given without a COMMAND]
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line, replacing the default whole (vmctl adds only device entries and
+    /// the COMMAND)
+    #[arg(long, value_name = "STR")]
+    cmdline: Option<String>,
+    /// Number of vCPUs
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    cpus: u32,
+    /// Guest memory in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    memory: u64,
+    /// Print the boot timeline (ms since vmctl started) on stderr
+    #[arg(long)]
+    timings: bool,
+    /// Command to run in the guest; vmctl exits with its status
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub fn run(args: BootArgs, start: Instant) -> Result<u8, Error> {
+    let has_command = !args.command.is_empty();
+    let kernel = match args.kernel.clone() {
+        Some(k) => k,
+        None => assets::default_kernel()?,
+    };
+    let initrd = match (&args.initrd, &args.kernel) {
+        (Some(rd), _) => Some(rd.clone()),
+        (None, None) => Some(assets::default_initrd()?),
+        (None, Some(_)) if has_command => Some(assets::default_initrd()?),
+        (None, Some(_)) => None,
+    };
+    let cmdline = cmdline::build(args.cmdline.as_deref(), &args.command);
+
+    let stdout = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(Error::Console)?;
+    let stdin = std::io::stdin();
+    let interactive = !has_command && is_tty(0);
+    let stop = Arc::new(StopSignal::new().map_err(Error::Console)?);
+    let timeline = Arc::new(Timeline::new(start, args.timings));
+    let config = VmConfig {
+        kernel,
+        initrd,
+        cmdline,
+        vcpus: args.cpus,
+        memory_mib: args.memory,
+        console: ConsoleConfig {
+            output: Box::new(std::fs::File::from(stdout)),
+            input: Some(std::os::fd::AsRawFd::as_raw_fd(&stdin)),
+            escape: interactive.then_some(ESCAPE_KEY),
+        },
+        timeline: timeline.clone(),
+        stop: stop.clone(),
+    };
+    vmm::validate(&config)?;
+    signals::route_to(&stop);
+    let raw = if interactive {
+        eprintln!("vmctl: console attached; Ctrl-] quits");
+        RawMode::enter(0).map_err(Error::Console)?
+    } else {
+        None
+    };
+    let outcome = vmm::run(config);
+    drop(raw);
+    if args.timings {
+        let _ = std::io::stderr().write_all(timeline.render().as_bytes());
+    }
+    exit_status(outcome?, has_command)
+}
+
+/// vmctl's exit status for how the VM ended.
+fn exit_status(reason: StopReason, has_command: bool) -> Result<u8, Error> {
+    match reason {
+        StopReason::ExitStatus(status) => Ok(status),
+        StopReason::Reset | StopReason::Shutdown if has_command => Err(Error::Guest(format!(
+            "the guest ended ({}) without reporting the command's exit status",
+            vmm::describe(&reason)
+        ))),
+        StopReason::Reset | StopReason::Shutdown => Ok(0),
+        StopReason::UserQuit => Ok(signals::caught().map_or(0, |sig| 128 + sig as u8)),
+        StopReason::Failed(msg) => Err(Error::Guest(msg)),
+    }
+}

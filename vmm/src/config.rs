@@ -1,0 +1,31 @@
+//! What a VM is made of.
+
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use devices::{StopSignal, Timeline};
+
+/// The guest's serial console.
+pub struct ConsoleConfig {
+    /// Where the guest's output goes.
+    pub output: Box<dyn Write + Send>,
+    /// A readable fd whose bytes are fed to the guest (stdin), if any.
+    pub input: Option<RawFd>,
+    /// A byte in the input that ends the VM instead of reaching the guest.
+    pub escape: Option<u8>,
+}
+
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// The whole kernel command line, device entries included.
+    pub cmdline: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub console: ConsoleConfig,
+    pub timeline: Arc<Timeline>,
+    /// How the VM is asked to stop; the caller may signal it too (e.g. from a signal handler).
+    pub stop: Arc<StopSignal>,
+}
