@@ -1,0 +1,315 @@
+//! `vmctl boot` with the tiny bare-metal test guests (resources/testguests/), on this machine's
+//! /dev/kvm: serial output, the exit-status port, SMP start-up, boot markers and `--timings`, the
+//! bzImage loader and 64-bit boot protocol, the normal ends of a VM (triple fault, i8042 reset) and
+//! the report of a KVM exit the VMM cannot serve.
+
+use vmctl_tests::{
+    guest, hex_digits, kvm_unusable, mentions_any, on_kvm_pvm, parse_timings, skip_if, vmctl_boot,
+};
+
+/// The kernel command line the `exit` guest printed (`exit: cmdline: ...`).
+fn printed_cmdline(stdout: &str) -> Option<&str> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("exit: cmdline: "))
+}
+
+#[test]
+fn hello_64bit_elf_prints_on_com1_and_exits_0() {
+    skip_if!(kvm_unusable());
+
+    let run = vmctl_boot(["--kernel".as_ref(), guest("hello").as_os_str()]);
+
+    run.assert_code(0);
+    assert!(
+        run.stdout.lines().any(|l| l == "hello from a 64-bit guest"),
+        "the guest's line is missing from stdout\n{}",
+        run.describe()
+    );
+    run.assert_no_panic();
+}
+
+#[test]
+fn pvh_guest_sees_the_default_cmdline_and_exits_0() {
+    skip_if!(kvm_unusable());
+
+    let run = vmctl_boot(["--kernel".as_ref(), guest("exit").as_os_str()]);
+
+    run.assert_code(0);
+    assert_eq!(
+        printed_cmdline(&run.stdout),
+        Some("console=ttyS0 reboot=k panic=-1 quiet"),
+        "the guest did not get docs/design.md's default command line\n{}",
+        run.describe()
+    );
+}
+
+fn check_exit_status(status: u8) {
+    let cmdline = format!("status={status}");
+
+    let run = vmctl_boot([
+        "--kernel".as_ref(),
+        guest("exit").as_os_str(),
+        "--cmdline".as_ref(),
+        cmdline.as_ref(),
+    ]);
+
+    run.assert_code(i32::from(status));
+    assert_eq!(
+        printed_cmdline(&run.stdout),
+        Some(cmdline.as_str()),
+        "--cmdline must replace the command line whole (nothing added without devices)\n{}",
+        run.describe()
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l == format!("exit: status {status}")),
+        "the guest's report is missing\n{}",
+        run.describe()
+    );
+    run.assert_no_panic();
+}
+
+#[test]
+fn exit_port_status_0_through_cmdline() {
+    skip_if!(kvm_unusable());
+    check_exit_status(0);
+}
+
+#[test]
+fn exit_port_status_3_through_cmdline() {
+    skip_if!(kvm_unusable());
+    check_exit_status(3);
+}
+
+#[test]
+fn exit_port_status_255_through_cmdline() {
+    skip_if!(kvm_unusable());
+    check_exit_status(255);
+}
+
+fn check_smp(cpus: usize) {
+    let cpus_arg = cpus.to_string();
+
+    let run = vmctl_boot([
+        "--kernel".as_ref(),
+        guest("smp").as_os_str(),
+        "--cpus".as_ref(),
+        cpus_arg.as_ref(),
+    ]);
+
+    run.assert_code(i32::try_from(cpus).expect("a small count"));
+    let mut seen = vec![0usize; cpus];
+    for line in run.stdout.lines() {
+        if let Some(id) = line
+            .strip_prefix("cpu ")
+            .and_then(|r| r.strip_suffix(" up"))
+        {
+            let id: usize = id.parse().expect("a decimal APIC ID");
+            assert!(
+                id < cpus,
+                "APIC ID {id} reported with --cpus {cpus}\n{}",
+                run.describe()
+            );
+            seen[id] += 1;
+        }
+    }
+    for (id, count) in seen.iter().enumerate() {
+        assert_eq!(
+            *count,
+            1,
+            "`cpu {id} up` should appear exactly once\n{}",
+            run.describe()
+        );
+    }
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l == format!("smp: {cpus} cpus up")),
+        "the BSP's count is missing\n{}",
+        run.describe()
+    );
+    run.assert_no_panic();
+}
+
+#[test]
+fn smp_1_cpu_reports_in() {
+    skip_if!(kvm_unusable());
+    check_smp(1);
+}
+
+#[test]
+fn smp_2_cpus_all_report_in_via_init_sipi() {
+    skip_if!(kvm_unusable());
+    check_smp(2);
+}
+
+#[test]
+fn smp_4_cpus_all_report_in_via_init_sipi() {
+    skip_if!(kvm_unusable());
+    check_smp(4);
+}
+
+#[test]
+fn timings_show_vmm_ready_first_entry_markers_and_guest_exit_in_order() {
+    skip_if!(kvm_unusable());
+
+    let run = vmctl_boot([
+        "--kernel".as_ref(),
+        guest("marker").as_os_str(),
+        "--timings".as_ref(),
+    ]);
+
+    run.assert_code(0);
+    let timings = parse_timings(&run.stderr);
+    let expected = [
+        "vmm ready",
+        "vcpu 0 first entry",
+        "marker mmio 0xc0000000 = 123",
+        "marker port 0x80 = 0x41",
+        "marker port 0x80 = 0x61",
+        "guest exit: status 0",
+    ];
+    let mut last_ms = 0.0;
+    for event in expected {
+        let t = timings
+            .iter()
+            .find(|t| t.event.starts_with(event))
+            .unwrap_or_else(|| panic!("no `{event}` line in --timings\n{}", run.describe()));
+        assert!(
+            t.ms >= last_ms,
+            "`{event}` at {} ms comes before the previous event ({last_ms} ms)\n{}",
+            t.ms,
+            run.describe()
+        );
+        assert!(
+            t.ms <= run.elapsed.as_secs_f64() * 1000.0,
+            "`{event}` at {} ms is later than the whole run\n{}",
+            t.ms,
+            run.describe()
+        );
+        last_ms = t.ms;
+    }
+    assert_eq!(
+        timings
+            .iter()
+            .filter(|t| t.event.starts_with("marker"))
+            .count(),
+        3,
+        "exactly the guest's three markers\n{}",
+        run.describe()
+    );
+    run.assert_no_panic();
+}
+
+#[test]
+fn bzimage_64bit_boot_protocol_gets_its_cmdline() {
+    skip_if!(kvm_unusable());
+    let cmdline = "bzimage test cmdline 42";
+
+    let run = vmctl_boot([
+        "--kernel".as_ref(),
+        guest("bzimage").as_os_str(),
+        "--cmdline".as_ref(),
+        cmdline.as_ref(),
+    ]);
+
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l == format!("bzimage: cmdline: {cmdline}")),
+        "the bzImage guest did not print its command line from the zero page\n{}",
+        run.describe()
+    );
+    run.assert_no_panic();
+}
+
+#[test]
+fn triple_fault_ends_the_vm_with_status_0() {
+    skip_if!(kvm_unusable());
+
+    let run = vmctl_boot(["--kernel".as_ref(), guest("triple-fault").as_os_str()]);
+
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("triple-fault: empty IDT, then ud2"),
+        "the guest did not run\n{}",
+        run.describe()
+    );
+    assert!(
+        !run.stdout.contains("still running"),
+        "the fault did not end the VM\n{}",
+        run.describe()
+    );
+    run.assert_no_panic();
+}
+
+#[test]
+fn i8042_reset_ends_the_vm_with_status_0() {
+    skip_if!(kvm_unusable());
+
+    let run = vmctl_boot(["--kernel".as_ref(), guest("reset").as_os_str()]);
+
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("reset: writing 0xfe to port 0x64"),
+        "the guest did not run\n{}",
+        run.describe()
+    );
+    assert!(
+        !run.stdout.contains("still running"),
+        "the reset did not end the VM\n{}",
+        run.describe()
+    );
+    run.assert_no_panic();
+}
+
+#[test]
+fn unservable_kvm_exit_is_reported_with_reason_rip_bytes_and_hint() {
+    skip_if!(kvm_unusable());
+    skip_if!((!on_kvm_pvm()).then(|| {
+        "this KVM is not kvm-pvm: it executes xrstor, so the guest has nothing to report"
+            .to_string()
+    }));
+
+    let run = vmctl_boot(["--kernel".as_ref(), guest("emulation-failure").as_os_str()]);
+
+    run.assert_code(125);
+    // The guest prints where the instruction is: "emulation-failure: xrstor at 0x00100046, ..."
+    let rip = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("emulation-failure: xrstor at 0x"))
+        .and_then(|r| r.split(',').next())
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or_else(|| panic!("the guest did not print its RIP\n{}", run.describe()));
+    let line = run.single_error_line();
+    assert!(
+        mentions_any(line, &["internal error", "internal_error", "emulation"]),
+        "the message does not name the exit reason\n{}",
+        run.describe()
+    );
+    assert!(
+        line.split(|c: char| !c.is_ascii_alphanumeric())
+            .filter_map(|tok| {
+                let tok = tok.trim_start_matches("0x");
+                u64::from_str_radix(tok, 16).ok()
+            })
+            .any(|v| v == rip),
+        "the message does not give the RIP {rip:#x}\n{}",
+        run.describe()
+    );
+    assert!(
+        hex_digits(line).contains("0fae2f"),
+        "the message does not show the instruction bytes 0f ae 2f (xrstor)\n{}",
+        run.describe()
+    );
+    assert!(
+        mentions_any(line, &["pvm"]),
+        "the message has no hint that this host's KVM (kvm-pvm) cannot run such guests\n{}",
+        run.describe()
+    );
+    run.assert_no_panic();
+}
