@@ -4,13 +4,16 @@
 //! virtio devices (later) are served from the VMM's event loop.
 
 pub mod bus;
+mod error;
 pub mod i8042;
 pub mod markers;
 pub mod serial;
 pub mod status_port;
 pub mod stop;
 pub mod timeline;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice};
+pub use error::{Error, Result};
 pub use stop::{StopReason, StopSignal};
 pub use timeline::Timeline;

@@ -27,6 +27,10 @@ pub enum Error {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Device(#[from] devices::Error),
+    #[error("too many virtio devices: {0} (at most {max})", max = boot::layout::IOAPIC_PINS - boot::layout::VIRTIO_IRQ_BASE)]
+    TooManyDevices(usize),
     #[error("cannot start vCPU thread: {0}")]
     VcpuThread(std::io::Error),
 }

@@ -6,9 +6,13 @@ mod console;
 mod error;
 pub mod kvm;
 mod vcpu;
+mod virtio;
 mod vm;
 
-pub use config::{ConsoleConfig, VmConfig};
+pub use config::{ConsoleConfig, DeviceConfig, VmConfig};
+pub use devices::virtio::{
+    block::BlockConfig, net::NetConfig, pmem::PmemConfig, vsock::VsockConfig,
+};
 pub use devices::{StopReason, StopSignal, Timeline};
 pub use error::{Error, Result};
 pub use vm::{describe, run, validate, MAX_VCPUS};

@@ -21,12 +21,13 @@ use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use crate::console::{ConsoleInput, StopWatcher};
 use crate::vcpu::{BootEntry, Vcpu};
+use crate::virtio::VirtioBuilder;
 use crate::{kvm, Error, Result, VmConfig};
 
 /// Highest vCPU count the machine supports (the MP table's limit).
 pub const MAX_VCPUS: u32 = boot::mptable::MAX_CPUS as u32;
 
-type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+pub(crate) type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
 /// Checks the parts of a configuration that need no KVM, so bad input fails first and fast.
 pub fn validate(config: &VmConfig) -> Result<()> {
@@ -72,7 +73,6 @@ pub fn run(config: VmConfig) -> Result<StopReason> {
     let layout = RamLayout::new(config.memory_mib)?;
     let mem = layout.allocate()?;
     let vm = create_vm(&kvm, &mem)?;
-    let entry = load_guest(&config, &layout, &mem)?;
 
     let stop = config.stop.clone();
     let timeline = config.timeline.clone();
@@ -119,7 +119,6 @@ pub fn run(config: VmConfig) -> Result<StopReason> {
     for r in buses {
         r.map_err(|e| Error::setup("the device map")(std::io::Error::other(e)))?;
     }
-    let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
 
     let mut events = EventManager::<Subscriber>::new()
         .map_err(|e| Error::setup("the event loop")(std::io::Error::other(format!("{e:?}"))))?;
@@ -133,6 +132,34 @@ pub fn run(config: VmConfig) -> Result<StopReason> {
             stop.clone(),
         ))));
     }
+
+    let mut cmdline = config.cmdline.clone();
+    if !config.devices.is_empty() {
+        let mut virtio = VirtioBuilder {
+            vm: &vm,
+            mem: &mem,
+            mmio: &mut mmio,
+            events: &mut events,
+            cmdline: &mut cmdline,
+            next_slot: layout.ranges().len() as u32,
+            next_pmem_addr: VirtioBuilder::pmem_base(layout.end()),
+            count: 0,
+        };
+        for device in &config.devices {
+            virtio.add(device)?;
+        }
+        let n = config.devices.len();
+        timeline.record(|| format!("devices ready ({n} virtio)"));
+    }
+    let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
+    let entry = load_guest(
+        &config.kernel,
+        config.initrd.as_deref(),
+        &cmdline,
+        config.vcpus,
+        &layout,
+        &mem,
+    )?;
 
     install_kick_handler()?;
     let base_cpuid = Arc::new(boot::cpuid::supported(&kvm)?);
@@ -226,9 +253,16 @@ fn create_vm(kvm: &Kvm, mem: &GuestMemory) -> Result<VmFd> {
 }
 
 /// Loads kernel, initrd and boot structures; returns where the boot vCPU starts.
-fn load_guest(config: &VmConfig, layout: &RamLayout, mem: &GuestMemory) -> Result<BootEntry> {
-    let kernel = boot::load_kernel(mem, &config.kernel)?;
-    let initrd = match &config.initrd {
+fn load_guest(
+    kernel: &std::path::Path,
+    initrd: Option<&std::path::Path>,
+    cmdline: &str,
+    vcpus: u32,
+    layout: &RamLayout,
+    mem: &GuestMemory,
+) -> Result<BootEntry> {
+    let kernel = boot::load_kernel(mem, kernel)?;
+    let initrd = match initrd {
         Some(path) => {
             let limit = kernel
                 .setup_header
@@ -239,19 +273,13 @@ fn load_guest(config: &VmConfig, layout: &RamLayout, mem: &GuestMemory) -> Resul
         }
         None => None,
     };
-    zeropage::write_cmdline(mem, &config.cmdline)?;
-    boot::mptable::write_mptable(mem, config.vcpus as u8)?;
+    zeropage::write_cmdline(mem, cmdline)?;
+    boot::mptable::write_mptable(mem, vcpus as u8)?;
     let mode = boot::regs::mode_for(kernel.entry);
     boot::gdt::write_tables(mem, mode)?;
     let cr3 = match kernel.entry {
         EntryPoint::Linux64 { .. } => {
-            zeropage::write_zero_page(
-                mem,
-                layout,
-                kernel.setup_header,
-                config.cmdline.len(),
-                initrd,
-            )?;
+            zeropage::write_zero_page(mem, layout, kernel.setup_header, cmdline.len(), initrd)?;
             boot::paging::write_identity_map(mem)?
         }
         EntryPoint::Pvh { .. } => {

@@ -2,6 +2,7 @@
 
 mod assets;
 mod cmdline;
+mod devices;
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -39,6 +40,18 @@ pub struct BootArgs {
     /// Print the boot timeline (ms since vmctl started) on stderr
     #[arg(long)]
     timings: bool,
+    /// Attach a raw disk image as virtio-blk (repeatable)
+    #[arg(long, value_name = "PATH[,ro][,serial=ID]", value_parser = devices::parse_disk)]
+    disk: Vec<vmm::BlockConfig>,
+    /// Map a file into guest memory as virtio-pmem, for DAX (repeatable)
+    #[arg(long, value_name = "PATH[,ro]", value_parser = devices::parse_pmem)]
+    pmem: Vec<vmm::PmemConfig>,
+    /// Attach a virtio-net interface on a TAP device (created, and removed, if it does not exist)
+    #[arg(long, value_name = "tap=NAME[,mac=MAC]", value_parser = devices::parse_net)]
+    net: Option<vmm::NetConfig>,
+    /// Attach virtio-vsock with a Firecracker-style hybrid Unix socket on the host
+    #[arg(long, value_name = "cid=N,socket=PATH", value_parser = devices::parse_vsock)]
+    vsock: Option<vmm::VsockConfig>,
     /// Command to run in the guest; vmctl exits with its status
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -77,6 +90,7 @@ pub fn run(args: BootArgs, start: Instant) -> Result<u8, Error> {
             input: Some(std::os::fd::AsRawFd::as_raw_fd(&stdin)),
             escape: interactive.then_some(ESCAPE_KEY),
         },
+        devices: devices::collect(args.disk, args.pmem, args.net, args.vsock),
         timeline: timeline.clone(),
         stop: stop.clone(),
     };
