@@ -231,19 +231,17 @@ impl MmioTransport {
         match offset {
             DEVICE_FEATURES_SEL => self.features_sel = value,
             DRIVER_FEATURES_SEL => self.driver_features_sel = value,
-            DRIVER_FEATURES => {
-                if self.status & DRIVER != 0 && self.status & FEATURES_OK == 0 {
-                    match self.driver_features_sel {
-                        0 => {
-                            self.driver_features =
-                                (self.driver_features & !0xffff_ffff) | u64::from(value)
-                        }
-                        1 => {
-                            self.driver_features =
-                                (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
-                        }
-                        _ => {}
+            DRIVER_FEATURES if self.status & DRIVER != 0 && self.status & FEATURES_OK == 0 => {
+                match self.driver_features_sel {
+                    0 => {
+                        self.driver_features =
+                            (self.driver_features & !0xffff_ffff) | u64::from(value)
                     }
+                    1 => {
+                        self.driver_features =
+                            (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
+                    }
+                    _ => {}
                 }
             }
             QUEUE_SEL => self.queue_sel = value,
@@ -275,13 +273,11 @@ impl MmioTransport {
                     }
                 }
             }
-            QUEUE_NOTIFY => {
-                // Normally caught by the queue's ioeventfd in KVM; relay any that reach us.
-                if self.active {
-                    let d = lock(&self.device);
-                    if let Some(evt) = d.queue_events().get(value as usize) {
-                        let _ = evt.write(1);
-                    }
+            // Normally caught by the queue's ioeventfd in KVM; relay any that reach us.
+            QUEUE_NOTIFY if self.active => {
+                let d = lock(&self.device);
+                if let Some(evt) = d.queue_events().get(value as usize) {
+                    let _ = evt.write(1);
                 }
             }
             INTERRUPT_ACK => self.interrupt.ack(value),
@@ -298,7 +294,7 @@ impl BusDevice for MmioTransport {
             lock(&self.device).read_config(offset - CONFIG, data);
             return;
         }
-        if data.len() != 4 || offset % 4 != 0 {
+        if data.len() != 4 || !offset.is_multiple_of(4) {
             // Registers are 32-bit wide and aligned; other accesses read as zero.
             data.fill(0);
             return;
