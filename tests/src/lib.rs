@@ -8,6 +8,8 @@
 //! - the guests: `$VMCTL_TEST_GUESTS`, else `<dir of this test binary>/guests`, else
 //!   `<repo>/build/tests/guests` (built on first use with `resources/testguests/build.sh`).
 
+pub mod linux;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
