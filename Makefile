@@ -7,7 +7,8 @@ SHARE := $(BUILD)/share/vmctl
 CARGO ?= cargo
 GUEST_TARGET := x86_64-unknown-linux-gnu
 
-.PHONY: all deps build vmctl agent kernel initramfs testguests testbins testhost demo test \
+
+.PHONY: all deps build vmctl agent guest-tools kernel initramfs testguests testbins testhost demo test \
         test-unit test-tiny test-linux test-harness lint bench clean
 
 all: build
@@ -16,7 +17,7 @@ all: build
 deps:
 	resources/deps.sh
 
-build: vmctl agent kernel initramfs testguests testbins
+build: vmctl agent kernel initramfs testguests testbins guest-tools
 
 vmctl:
 	$(CARGO) build --release -p vmctl
@@ -27,6 +28,16 @@ agent:
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release -p vmctl-agent \
 	  --target $(GUEST_TARGET) --target-dir target/guest
 	install -D -m 755 target/guest/$(GUEST_TARGET)/release/vmctl-init $(SHARE)/vmctl-init
+
+# Static programs the tests run inside guests (every binary of tests/guest-tools).
+guest-tools:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release -p guest-tools \
+	  --target $(GUEST_TARGET) --target-dir target/guest
+	mkdir -p $(BUILD)/tests/guest-tools
+	for src in tests/guest-tools/src/bin/*.rs; do \
+	  [ -e "$$src" ] || continue; bin=$$(basename "$$src" .rs); \
+	  install -m 755 target/guest/$(GUEST_TARGET)/release/$$bin $(BUILD)/tests/guest-tools/$$bin; \
+	done
 
 kernel:
 	resources/kernel/build.sh $(SHARE)
