@@ -13,7 +13,8 @@
  *   testhost-io host OUT IN STATUS T0 (outside) read frames from FIFO OUT, write the data to fd 1 and 2,
  *                                    on EXIT write the status to file STATUS and ACK on FIFO IN; T0 is
  *                                    the start time of `run` (seconds since the epoch) for the timing line.
- *                                    Exits 0 after EXIT, 3 if the stream ends without one.
+ *                                    Exits 0 after EXIT, 3 if the stream ends without one, 5 if
+ *                                    stdout is a broken pipe (its reader went away).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -233,7 +234,7 @@ static int host(const char *outfifo, const char *infifo, const char *statusfile,
     signal(SIGPIPE, SIG_IGN);
     int in = open(outfifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (in < 0) die(outfifo);
-    int out_ok[3] = {0, 1, 1};   /* after EPIPE on stdout/stderr, keep reading but drop the data */
+    int out_ok[3] = {0, 1, 1};   /* after an error on stderr, keep reading but drop its data */
     size_t cap = BUFSZ + 8, len = 0;
     unsigned char *b = malloc(cap);
     for (;;) {
@@ -252,7 +253,10 @@ static int host(const char *outfifo, const char *infifo, const char *statusfile,
             unsigned char *d = b + off + 8;
             if (type == F_STDOUT || type == F_STDERR) {
                 int fd = type == F_STDOUT ? 1 : 2;
-                if (out_ok[fd] && write_all(fd, d, n) < 0) out_ok[fd] = 0;
+                if (out_ok[fd] && write_all(fd, d, n) < 0) {
+                    if (fd == 1 && errno == EPIPE) return 5;   /* the reader of stdout is gone */
+                    out_ok[fd] = 0;
+                }
             } else if (type == F_STARTED) {
                 if (t0 > 0)
                     fprintf(stderr, "testhost: command started %.2f s after run started\n", now() - t0);
