@@ -13,6 +13,7 @@ const LEAF_V2_EXT_TOPOLOGY: u32 = 0x1F;
 const LEAF_AMD_SIZES: u32 = 0x8000_0008;
 const LEAF_AMD_EXT_APIC_ID: u32 = 0x8000_001E;
 
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 const ECX_HYPERVISOR: u32 = 1 << 31;
 const EDX_HTT: u32 = 1 << 28;
 const LEVEL_TYPE_SMT: u32 = 1;
@@ -34,6 +35,21 @@ fn is_amd(entries: &[kvm_cpuid_entry2]) -> bool {
         .iter()
         .find(|e| e.function == 0)
         .is_some_and(|e| [e.ebx, e.edx, e.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163])
+}
+
+/// KVM's supported CPUID plus what KVM emulates but leaves out of that list: the TSC-deadline
+/// timer (KVM_CAP_TSC_DEADLINE_TIMER). Without it Linux calibrates and verifies the LAPIC timer
+/// against the PIT, which costs hundreds of milliseconds under nested virtualization.
+pub fn supported_with_emulated(kvm: &Kvm) -> Result<CpuId> {
+    let mut cpuid = supported(kvm)?;
+    if kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer) {
+        for e in cpuid.as_mut_slice() {
+            if e.function == LEAF_FEATURES {
+                e.ecx |= ECX_TSC_DEADLINE;
+            }
+        }
+    }
+    Ok(cpuid)
 }
 
 /// The CPUID of vCPU `index` (its APIC ID) in a machine of `count` vCPUs: one socket, one thread

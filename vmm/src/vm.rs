@@ -162,7 +162,7 @@ pub fn run(config: VmConfig) -> Result<StopReason> {
     )?;
 
     install_kick_handler()?;
-    let base_cpuid = Arc::new(boot::cpuid::supported(&kvm)?);
+    let base_cpuid = Arc::new(boot::cpuid::supported_with_emulated(&kvm)?);
     let mut vcpus = Vec::with_capacity(config.vcpus as usize);
     for index in 0..config.vcpus as u8 {
         let fd = vm
