@@ -6,6 +6,7 @@
 pub mod bus;
 mod error;
 pub mod i8042;
+pub mod ioapic;
 pub mod markers;
 pub mod serial;
 pub mod status_port;

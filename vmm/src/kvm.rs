@@ -18,11 +18,14 @@ pub fn open() -> Result<Kvm> {
         return Err(Error::KvmApiVersion(version));
     }
     for (cap, name) in [
-        (Cap::Irqchip, "an in-kernel irqchip (KVM_CAP_IRQCHIP)"),
+        (
+            Cap::SplitIrqchip,
+            "the split irqchip (KVM_CAP_SPLIT_IRQCHIP)",
+        ),
+        (Cap::IrqRouting, "interrupt routing (KVM_CAP_IRQ_ROUTING)"),
         (Cap::UserMemory, "user memory regions (KVM_CAP_USER_MEMORY)"),
         (Cap::Irqfd, "irqfds (KVM_CAP_IRQFD)"),
         (Cap::Ioeventfd, "ioeventfds (KVM_CAP_IOEVENTFD)"),
-        (Cap::Pit2, "the in-kernel PIT (KVM_CAP_PIT2)"),
         (Cap::ExtCpuid, "CPUID setting (KVM_CAP_EXT_CPUID)"),
         (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
     ] {

@@ -4,6 +4,7 @@
 mod config;
 mod console;
 mod error;
+mod irq;
 pub mod kvm;
 mod vcpu;
 mod virtio;

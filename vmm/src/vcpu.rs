@@ -98,7 +98,8 @@ impl Vcpu {
                 KVM_SYSTEM_EVENT_CRASH => fail("the guest reported a crash".into()),
                 other => fail(format!("unexpected KVM system event {other}")),
             },
-            Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) => None,
+            // Edge-only IOAPIC routes never ask for EOIs; one arriving anyway needs no action.
+            Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) | Ok(VcpuExit::IoapicEoi(_)) => None,
             Ok(VcpuExit::InternalError) => fail(self.describe_internal_error()),
             Ok(VcpuExit::FailEntry(reason, cpu)) => fail(format!(
                 "KVM could not enter the guest (hardware entry failure reason {reason:#x} on host cpu {cpu}){}",
