@@ -172,8 +172,10 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    type Routes = Vec<(u32, Msi)>;
+
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<Vec<(u32, Msi)>>>>);
+    struct Recorder(Arc<Mutex<Vec<Routes>>>);
     impl MsiRouter for Recorder {
         fn set_routes(&self, routes: &[(u32, Msi)]) -> std::io::Result<()> {
             self.0.lock().unwrap().push(routes.to_vec());
