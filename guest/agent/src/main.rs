@@ -1,1 +1,7 @@
-fn main() {}
+//! `vmctl-init`: PID 1 of vmctl's default initramfs. See `init` and docs/design.md.
+
+mod init;
+
+fn main() {
+    init::run()
+}
