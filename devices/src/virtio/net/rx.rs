@@ -1,0 +1,245 @@
+//! Receive: frames from the tap into the guest's receive buffers.
+//!
+//! Buffers are taken from the rx queue ahead of need and kept, already checked and turned into
+//! iovecs, in [`RxBuffers`]. Each frame is read with one `readv` straight into them: with
+//! VIRTIO_NET_F_MRG_RXBUF into as many buffers as a largest frame needs (the unused ones stay for
+//! the next frame), without it into one buffer. The device then writes `num_buffers` into the
+//! header and returns the buffers it filled as used.
+
+use std::collections::VecDeque;
+use std::io;
+
+use virtio_queue::{QueueOwnedT, QueueT};
+
+use super::device::{Active, Stats};
+use super::iovec::{write_at, IoVecs, Overflow, IOV_MAX};
+use super::tap::Tap;
+use super::{HDR_LEN, MAX_BUFFER, NUM_BUFFERS_OFFSET};
+
+/// Frames received in one pass before the event loop gets a turn (and the guest an interrupt).
+const RX_BATCH: usize = 64;
+
+/// One receive buffer (a descriptor chain) taken from the rx queue.
+struct RxChain {
+    head: u16,
+    /// Number of iovecs it has in `RxBuffers::iov`.
+    iovs: usize,
+    /// Bytes it holds (at most `MAX_BUFFER`).
+    len: usize,
+}
+
+/// Receive buffers taken from the rx queue and not yet used, in queue order.
+pub struct RxBuffers {
+    chains: VecDeque<RxChain>,
+    /// The iovecs of all chains, concatenated in order.
+    iov: IoVecs,
+    /// Bytes in all chains.
+    capacity: usize,
+}
+
+/// Why a receive pass stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxStop {
+    /// The tap has no frame (or the batch is done): watch the tap.
+    TapEmpty,
+    /// The guest gave too few buffers: stop watching the tap until it gives more.
+    NoBuffers,
+    /// The driver broke the rx queue: the device needs a reset.
+    Broken,
+}
+
+impl RxBuffers {
+    pub fn new() -> Self {
+        RxBuffers {
+            chains: VecDeque::with_capacity(usize::from(super::QUEUE_SIZE)),
+            iov: IoVecs::with_capacity(IOV_MAX),
+            capacity: 0,
+        }
+    }
+
+    /// Enough buffers to receive any frame.
+    fn ready(&self, mrg: bool) -> bool {
+        if mrg {
+            self.capacity >= MAX_BUFFER
+        } else {
+            !self.chains.is_empty()
+        }
+    }
+
+    /// The leading chains that together can take a largest frame (or the first chain only,
+    /// without mergeable buffers): (number of chains, number of iovecs).
+    fn span(&self, mrg: bool) -> (usize, usize) {
+        let (mut chains, mut iovs, mut bytes) = (0, 0, 0);
+        for c in &self.chains {
+            if iovs + c.iovs > IOV_MAX {
+                break;
+            }
+            chains += 1;
+            iovs += c.iovs;
+            bytes += c.len;
+            if !mrg || bytes >= MAX_BUFFER {
+                break;
+            }
+        }
+        (chains, iovs)
+    }
+}
+
+impl Active {
+    /// Takes buffers from the rx queue until a largest frame fits (or the queue is empty, in which
+    /// case the driver is asked to notify when it adds more). Bad chains are returned as used
+    /// with length 0. Returns whether any chain was returned.
+    fn fill_rx(&mut self, stats: &mut Stats) -> Result<bool, virtio_queue::Error> {
+        let mrg = self.mrg_rxbuf();
+        let mut used_any = false;
+        while !self.rx.ready(mrg) && self.rx.iov.len() < IOV_MAX {
+            let Some(chain) = self.rx_queue.iter(&self.mem)?.next() else {
+                // Nothing more for now: ask for a notification, unless the driver raced us.
+                if self.rx_queue.enable_notification(&self.mem)? {
+                    continue;
+                }
+                break;
+            };
+            let head = chain.head_index();
+            let before = self.rx.iov.len();
+            let parsed = self
+                .rx
+                .iov
+                .append_chain(chain, &self.mem, true, MAX_BUFFER, Overflow::Truncate)
+                .and_then(|len| {
+                    if len < HDR_LEN {
+                        Err(super::iovec::ChainError::TooShort)
+                    } else {
+                        Ok(len)
+                    }
+                });
+            match parsed {
+                Ok(len) => {
+                    self.rx.chains.push_back(RxChain {
+                        head,
+                        iovs: self.rx.iov.len() - before,
+                        len,
+                    });
+                    self.rx.capacity += len;
+                }
+                Err(_) => {
+                    self.rx.iov.truncate(before);
+                    stats.bad_chains += 1;
+                    self.rx_queue.add_used(&self.mem, head, 0)?;
+                    used_any = true;
+                }
+            }
+        }
+        Ok(used_any)
+    }
+
+    /// Whether a frame may be read now: enough buffers, or all the guest can give.
+    fn can_receive(&self) -> bool {
+        let mrg = self.mrg_rxbuf();
+        self.rx.ready(mrg)
+            || (!self.rx.chains.is_empty()
+                && (self.rx.chains.len() >= usize::from(self.rx_queue.size())
+                    || self.rx.iov.len() >= IOV_MAX))
+    }
+
+    /// Moves frames from the tap into the guest until the tap is empty, the guest's buffers run
+    /// out, or a batch is done; interrupts the driver if it asked to be.
+    pub fn process_rx(&mut self, tap: &Tap, stats: &mut Stats) -> RxStop {
+        if self.broken {
+            return RxStop::Broken;
+        }
+        let mut used_any = false;
+        let stop = self.receive_frames(tap, stats, &mut used_any);
+        let stop = match stop {
+            Ok(stop) => stop,
+            Err(_) => {
+                self.fail();
+                return RxStop::Broken;
+            }
+        };
+        if used_any {
+            match self.rx_queue.needs_notification(&self.mem) {
+                Ok(true) => self.interrupt.signal_used_queue(),
+                Ok(false) => {}
+                Err(_) => {
+                    self.fail();
+                    return RxStop::Broken;
+                }
+            }
+        }
+        stop
+    }
+
+    fn receive_frames(
+        &mut self,
+        tap: &Tap,
+        stats: &mut Stats,
+        used_any: &mut bool,
+    ) -> Result<RxStop, virtio_queue::Error> {
+        for _ in 0..RX_BATCH {
+            *used_any |= self.fill_rx(stats)?;
+            if !self.can_receive() {
+                return Ok(RxStop::NoBuffers);
+            }
+            let mrg = self.mrg_rxbuf();
+            let (_, iovs) = self.rx.span(mrg);
+            let n = match tap.read_iov(&self.rx.iov.as_slice()[..iovs]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // EFAULT: the frame did not fit the buffers (the tap dropped it); anything
+                    // else fails that frame only.
+                    stats.rx_dropped += 1;
+                    continue;
+                }
+            };
+            if n < HDR_LEN {
+                // Not a frame (a tap always gives a header); the buffers stay ours.
+                stats.rx_dropped += 1;
+                continue;
+            }
+            self.complete_frame(n, stats)?;
+            *used_any = true;
+        }
+        // Buffers in hand: the driver need not tell us about more (without EVENT_IDX this sets
+        // VRING_USED_F_NO_NOTIFY; with it, nothing).
+        self.rx_queue.disable_notification(&self.mem)?;
+        Ok(RxStop::TapEmpty)
+    }
+
+    /// A frame of `n` bytes (header included) landed in the leading buffers: fill in
+    /// `num_buffers` and return them as used.
+    fn complete_frame(&mut self, n: usize, stats: &mut Stats) -> Result<(), virtio_queue::Error> {
+        let mut count = 0u16;
+        let mut left = n;
+        for c in &self.rx.chains {
+            if left == 0 {
+                break;
+            }
+            left -= left.min(c.len);
+            count += 1;
+        }
+        // Every buffer holds at least a header, which so lies in the first one.
+        write_at(
+            self.rx.iov.as_slice(),
+            NUM_BUFFERS_OFFSET,
+            &count.to_le_bytes(),
+        );
+        let mut left = n;
+        for _ in 0..count {
+            let Some(c) = self.rx.chains.pop_front() else {
+                break;
+            };
+            let len = left.min(c.len);
+            left -= len;
+            self.rx.capacity -= c.len;
+            self.rx.iov.drain_front(c.iovs);
+            // `len` is at most MAX_BUFFER, far below u32::MAX.
+            self.rx_queue.add_used(&self.mem, c.head, len as u32)?;
+        }
+        stats.rx_frames += 1;
+        stats.rx_bytes += (n - HDR_LEN) as u64;
+        Ok(())
+    }
+}
