@@ -1,0 +1,400 @@
+//! virtio-net with the real Linux driver: a tap in a network namespace made by the test, ping both
+//! ways, 100 MiB over TCP with a checksum in each direction, a tap vmctl creates and removes, and
+//! the errors a user meets (a bad MAC, no tun device, an interface that is not a tap).
+//!
+//! The Linux tests need root and a KVM that runs Linux (the test host); the error tests need root
+//! and any usable /dev/kvm (they boot a tiny guest, or fail before booting).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use vmctl_tests::linux::{initramfs_with, linux_root_unavailable, vmlinux};
+use vmctl_tests::{guest, kvm_unusable, not_root, run, skip_if, vmctl, Outcome};
+
+/// 100 MiB each way.
+const TRANSFER: u64 = 100 << 20;
+/// A whole transfer test inside the test host (QEMU TCG: everything is slow).
+const GUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `tests/guest-tools`' nettool (static: it runs in the guest and on the host alike).
+fn nettool() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        candidates.push(dir.join("guest-tools/nettool"));
+    }
+    candidates.push(vmctl_tests::repo_root().join("build/tests/guest-tools/nettool"));
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("nettool not found at {candidates:?}: run `make guest-tools`"))
+}
+
+/// A network namespace, deleted on drop (with every interface in it).
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("vmctl-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&format!(
+            "ip netns add {name} && ip -n {name} link set lo up"
+        ));
+        Netns(name)
+    }
+
+    /// `ip netns exec NS` prefix for a shell command.
+    fn exec(&self, cmd: &str) -> String {
+        format!("ip netns exec {} {cmd}", self.0)
+    }
+
+    fn has_link(&self, dev: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.0, "link", "show", dev])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// Runs a shell command on the host, asserting it succeeds; returns its stdout.
+fn sh(cmd: &str) -> String {
+    let out = run(
+        Command::new("sh").args(["-c", cmd]),
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.code() == Some(0),
+        "host command failed: {cmd}\n{}",
+        out.describe()
+    );
+    out.stdout
+}
+
+/// A `vmctl boot` running in the background, its console read line by line.
+struct Vm {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Vm {
+    fn start(ns: &Netns, args: &[&str], script: &str) -> Vm {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.0])
+            .arg(vmctl())
+            .arg("boot")
+            .args(args)
+            .args(["--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting vmctl");
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(err), &mut s);
+            s
+        });
+        Vm {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits for a console line starting with `prefix`; returns it.
+    fn wait_for(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no console line starting with {prefix:?} within {timeout:?}; console:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits for vmctl to exit; returns its exit code and stderr.
+    fn finish(mut self, timeout: Duration) -> (Option<i32>, String, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("waiting for vmctl") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("vmctl did not exit; console:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        let stderr = self.stderr.join().unwrap_or_default();
+        (status.code(), stderr, self.seen)
+    }
+}
+
+/// `sent|received N bytes sha256 HEX ...` -> (N, HEX).
+fn transfer_line(line: &str) -> (u64, String) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [_, n, "bytes", "sha256", hex, ..] => (n.parse().expect("a byte count"), hex.to_string()),
+        _ => panic!("not a nettool result line: {line:?}"),
+    }
+}
+
+/// Sets up a tap named `tap` in `ns`, with the host side at 10.0.2.1/24.
+fn host_tap(ns: &Netns, tap: &str) {
+    let n = &ns.0;
+    sh(&format!(
+        "ip -n {n} tuntap add dev {tap} mode tap vnet_hdr && \
+         ip -n {n} addr add 10.0.2.1/24 dev {tap} && ip -n {n} link set {tap} up"
+    ));
+}
+
+#[test]
+fn ping_both_ways_and_100_mib_each_way_with_checksums() {
+    skip_if!(linux_root_unavailable());
+    let ns = Netns::new("net");
+    host_tap(&ns, "vtap0");
+    let tool = nettool();
+    let (_dir, initrd) = initramfs_with(&[("/bin/nettool", &tool)]);
+    let script = format!(
+        "set -e; ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.2/24 dev eth0; \
+         echo MAC $(cat /sys/class/net/eth0/address); \
+         ping -c 3 -W 5 10.0.2.1 >/dev/null && echo GUEST-PING-OK; \
+         echo GUEST-READY; \
+         nettool recv 5001 --timeout 400; \
+         nettool send 10.0.2.1 5002 {TRANSFER} --seed 7 --timeout 120; \
+         echo GUEST-DONE"
+    );
+    let mut vm = Vm::start(
+        &ns,
+        &[
+            "--kernel",
+            vmlinux().to_str().expect("utf-8"),
+            "--initrd",
+            initrd.to_str().expect("utf-8"),
+            "--memory",
+            "512",
+            "--net",
+            "tap=vtap0,mac=06:00:0a:00:02:02",
+        ],
+        &script,
+    );
+
+    let mac = vm.wait_for("MAC ", Duration::from_secs(120));
+    vm.wait_for("GUEST-PING-OK", Duration::from_secs(60));
+    vm.wait_for("GUEST-READY", Duration::from_secs(10));
+    let host_ping = run(
+        Command::new("sh").args(["-c", &ns.exec("busybox ping -c 3 -W 5 10.0.2.2")]),
+        Duration::from_secs(60),
+    );
+    vm.wait_for("listening on 5001", Duration::from_secs(60));
+    // Host -> guest, and the host's receiver for guest -> host, started before the guest sends.
+    let tool_s = tool.to_str().expect("utf-8");
+    let host_recv = Command::new("sh")
+        .args(["-c", &ns.exec(&format!("{tool_s} recv 5002 --timeout 500"))])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("host receiver");
+    let host_sent = sh(&ns.exec(&format!(
+        "{tool_s} send 10.0.2.2 5001 {TRANSFER} --seed 3 --timeout 60"
+    )));
+    let guest_received = vm.wait_for("received ", GUEST_TIMEOUT);
+    let guest_sent = vm.wait_for("sent ", GUEST_TIMEOUT);
+    let host_received = host_recv.wait_with_output().expect("host receiver output");
+    let (code, stderr, console) = vm.finish(Duration::from_secs(120));
+
+    assert_eq!(mac, "MAC 06:00:0a:00:02:02");
+    assert!(
+        host_ping.code() == Some(0),
+        "host -> guest ping\n{}",
+        host_ping.describe()
+    );
+    let host_sent = transfer_line(host_sent.lines().last().unwrap_or_default());
+    let guest_received = transfer_line(&guest_received);
+    assert_eq!(host_sent.0, TRANSFER);
+    assert_eq!(
+        guest_received, host_sent,
+        "host -> guest: bytes or checksum differ"
+    );
+    let host_received_out = String::from_utf8_lossy(&host_received.stdout);
+    let host_received_line = host_received_out
+        .lines()
+        .find(|l| l.starts_with("received "))
+        .unwrap_or_else(|| panic!("host receiver: {host_received:?}"));
+    let guest_sent = transfer_line(&guest_sent);
+    assert_eq!(guest_sent.0, TRANSFER);
+    assert_eq!(
+        transfer_line(host_received_line),
+        guest_sent,
+        "guest -> host: bytes or checksum differ"
+    );
+    assert!(
+        console.iter().any(|l| l == "GUEST-DONE"),
+        "{}",
+        console.join("\n")
+    );
+    assert_eq!(code, Some(0), "vmctl exit; stderr:\n{stderr}");
+    eprintln!("host->guest: {host_sent:?}; guest->host: {guest_sent:?}");
+}
+
+#[test]
+fn a_tap_vmctl_creates_is_up_while_the_vm_runs_and_gone_after() {
+    skip_if!(linux_root_unavailable());
+    let ns = Netns::new("ntap");
+    let script = "ip link set eth0 up; ip addr add 10.0.3.2/24 dev eth0; echo GUEST-READY; \
+                  i=0; while [ $i -lt 120 ]; do ping -c 1 -W 1 10.0.3.1 >/dev/null 2>&1 && \
+                  { echo GUEST-PING-OK; exit 0; }; i=$((i+1)); done; echo GUEST-PING-FAILED; exit 1";
+    let mut vm = Vm::start(
+        &ns,
+        &[
+            "--kernel",
+            vmlinux().to_str().expect("utf-8"),
+            "--net",
+            "tap=vmtap7",
+        ],
+        script,
+    );
+
+    vm.wait_for("GUEST-READY", Duration::from_secs(120));
+    let present = ns.has_link("vmtap7");
+    let flags = sh(&ns.exec("cat /sys/class/net/vmtap7/flags"));
+    // The user configures the host side of a tap vmctl created.
+    sh(&ns.exec("ip addr add 10.0.3.1/24 dev vmtap7"));
+    vm.wait_for("GUEST-PING-OK", Duration::from_secs(180));
+    let (code, stderr, _) = vm.finish(Duration::from_secs(60));
+    let gone = !ns.has_link("vmtap7");
+
+    assert!(present, "vmctl did not create the tap");
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).expect("flags");
+    assert_ne!(flags & 1, 0, "the tap vmctl created is not up");
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    assert!(stderr.trim().is_empty(), "vmctl printed: {stderr}");
+    assert!(gone, "the tap vmctl created outlived the VM");
+}
+
+/// A failed `vmctl boot` with a virtio-net flag: one `vmctl: ` line that says `words`.
+fn assert_one_line_error(out: &Outcome, code: i32, words: &[&str]) {
+    out.assert_no_panic();
+    out.assert_code(code);
+    let line = out.single_error_line().to_lowercase();
+    for w in words {
+        assert!(
+            line.contains(&w.to_lowercase()),
+            "{w:?} missing from {line:?}"
+        );
+    }
+}
+
+fn boot_tiny_with(prefix: &[&str], net: &str) -> Outcome {
+    let exit = guest("exit");
+    let mut cmd = Command::new(prefix[0]);
+    cmd.args(&prefix[1..])
+        .arg(vmctl())
+        .args(["boot", "--kernel"])
+        .arg(exit)
+        .args(["--net", net]);
+    run(&mut cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn a_bad_mac_is_one_clear_error_line() {
+    let out = run(
+        Command::new(vmctl()).args([
+            "boot",
+            "--kernel",
+            "/nonexistent",
+            "--net",
+            "tap=t0,mac=06:00:zz:00:00:01",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_one_line_error(&out, 2, &["06:00:zz:00:00:01", "mac"]);
+
+    let out = run(
+        Command::new(vmctl()).args([
+            "boot",
+            "--kernel",
+            "/nonexistent",
+            "--net",
+            "tap=t0,mac=01:00:5e:00:00:01",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_one_line_error(&out, 2, &["multicast"]);
+}
+
+#[test]
+fn no_tun_device_is_one_clear_error_line() {
+    skip_if!(not_root());
+    skip_if!(kvm_unusable());
+    // A private mount namespace with an empty tmpfs over /dev/net: no /dev/net/tun.
+    let out = boot_tiny_with(
+        &[
+            "unshare",
+            "--mount",
+            "--",
+            "sh",
+            "-c",
+            r#"mkdir -p /dev/net && mount -t tmpfs none /dev/net && exec "$0" "$@""#,
+        ],
+        "tap=vmtap9",
+    );
+
+    assert_one_line_error(&out, 125, &["/dev/net/tun", "no such file", "tun module"]);
+}
+
+#[test]
+fn an_interface_that_is_not_a_tap_is_one_clear_error_line() {
+    skip_if!(not_root());
+    skip_if!(kvm_unusable());
+    let ns = Netns::new("nlo");
+
+    let out = boot_tiny_with(&["ip", "netns", "exec", &ns.0], "tap=lo");
+
+    assert_one_line_error(&out, 125, &["lo", "not a tap"]);
+}
