@@ -1,0 +1,120 @@
+#!/bin/bash
+# io.d/net.sh: TCP throughput over virtio-net, guest->host and host->guest, under vmctl and under
+# QEMU -M microvm (-netdev tap,vhost=off -device virtio-net-device), inside the test host.
+#
+# Both VMMs get the same kernel (build/share/vmctl/vmlinux), the same initramfs (the default one
+# plus nettool from build/tests/guest-tools), 512 MiB and 1 vCPU, and a tap in a network namespace
+# made here (host side 10.0.2.1, guest 10.0.2.2). One boot per VMM runs $ROUNDS rounds of: the host
+# sends to the guest for $SECS s, then the guest sends to the host for $SECS s (nettool, no
+# checksums). The figure is the receiver's MB/s (first byte to EOF); the row shows the median.
+# Prints `ROW <name>|<vmctl>|<qemu>|MB/s` lines (see resources/bench/io).
+set -euo pipefail
+B=${VMCTL_BUILD:-/build}
+ROUNDS=${NET_BENCH_ROUNDS:-3}
+SECS=${NET_BENCH_SECS:-4}
+MEM=512
+QEMU=${BENCH_QEMU:-qemu-system-x86_64}
+# As resources/bench/boot-latency, but QEMU announces its virtio-mmio devices on the command line.
+QEMU_MACHINE=${BENCH_QEMU_NET_MACHINE:-microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,acpi=off}
+CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
+NS=vmctl-bench-net
+TAP=btap0
+TOOL=$B/tests/guest-tools/nettool
+
+die() { echo "net.sh: $*" >&2; exit 1; }
+[ -x "$TOOL" ] || die "$TOOL missing: run make guest-tools"
+[ -c /dev/kvm ] || die "no /dev/kvm"
+for f in "$B/bin/vmctl" "$B/share/vmctl/vmlinux" "$B/share/vmctl/initramfs.img"; do
+  [ -f "$f" ] || die "$f missing: run make build"
+done
+command -v "$QEMU" >/dev/null || die "$QEMU not found"
+
+tmp=$(mktemp -d)
+cleanup() {
+  local p
+  for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# The default initramfs plus /bin/nettool (a newc archive appended on a 4-byte boundary).
+mkdir -p "$tmp/extra/bin"
+cp "$TOOL" "$tmp/extra/bin/nettool"
+if command -v cpio >/dev/null; then CPIO=(cpio); else CPIO=(busybox cpio); fi
+(cd "$tmp/extra" && find . -mindepth 1 | "${CPIO[@]}" -o -H newc 2>/dev/null) > "$tmp/extra.cpio"
+cp "$B/share/vmctl/initramfs.img" "$tmp/initramfs.img"
+size=$(stat -c %s "$tmp/initramfs.img")
+pad=$(( (4 - size % 4) % 4 ))
+head -c "$pad" /dev/zero >> "$tmp/initramfs.img"
+cat "$tmp/extra.cpio" >> "$tmp/initramfs.img"
+K=$B/share/vmctl/vmlinux
+I=$tmp/initramfs.img
+
+ip netns del "$NS" 2>/dev/null || true
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+nsx() { ip netns exec "$NS" "$@"; }
+
+# The guest: configure eth0, then per round receive (host->guest) and send (guest->host).
+script="ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.2/24 dev eth0; \
+for r in \$(seq $ROUNDS); do nettool recv 5001 --nohash --timeout 120; \
+nettool send 10.0.2.1 5002 ${SECS}s --nohash --timeout 60; done; echo BENCH-DONE"
+cmd64=$(printf 'sh\0-c\0%s' "$script" | base64 -w0 | tr '+/' '-_' | tr -d '=')
+
+# wait_lines FILE PATTERN N SECS: until FILE has N lines matching PATTERN.
+wait_lines() {
+  local i=0
+  while [ "$(grep -c -- "$2" "$1" 2>/dev/null || true)" -lt "$3" ]; do
+    i=$((i + 1))
+    [ $i -le $(($4 * 10)) ] || return 1
+    sleep 0.1
+  done
+}
+
+# mbps LINE: the MB/s figure of a nettool result line.
+mbps() { awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "MB/s") print $i }' <<<"$1"; }
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# run_side NAME: boots NAME (vmctl or qemu) on a fresh tap and records per-round figures in
+# $tmp/NAME.h2g and $tmp/NAME.g2h.
+run_side() {
+  local side=$1 out=$tmp/$1.console r line
+  ip -n "$NS" link del "$TAP" 2>/dev/null || true
+  ip -n "$NS" tuntap add dev "$TAP" mode tap vnet_hdr
+  ip -n "$NS" addr add 10.0.2.1/24 dev "$TAP"
+  ip -n "$NS" link set "$TAP" up
+  : > "$out"
+  if [ "$side" = vmctl ]; then
+    nsx timeout 300 "$B/bin/vmctl" boot --kernel "$K" --initrd "$I" --memory "$MEM" --cpus 1 \
+      --net "tap=$TAP,mac=06:00:0a:00:02:02" -- sh -c "$script" > "$out" 2>&1 &
+  else
+    nsx timeout 300 "$QEMU" -M "$QEMU_MACHINE" -accel kvm -cpu host -m "$MEM" -smp 1 -nodefaults \
+      -no-user-config -display none -no-reboot -serial stdio \
+      -device isa-debug-exit,iobase=0x501,iosize=1 \
+      -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no,vhost=off" \
+      -device virtio-net-device,netdev=n0,mac=06:00:0a:00:02:02 \
+      -kernel "$K" -initrd "$I" -append "$CMDLINE vmctl.cmd=$cmd64" > "$out" 2>&1 < /dev/null &
+  fi
+  local vm=$!
+  : > "$tmp/$side.h2g"; : > "$tmp/$side.g2h"
+  for r in $(seq "$ROUNDS"); do
+    wait_lines "$out" "listening on 5001" "$r" 120 || { echo "net.sh: $side: the guest never listened (round $r):" >&2; tail -20 "$out" >&2; return 1; }
+    nsx "$TOOL" recv 5002 --nohash --timeout 120 > "$tmp/recv.$r" &
+    local rp=$!
+    line=$(nsx "$TOOL" send 10.0.2.2 5001 "${SECS}s" --nohash --timeout 30) || { echo "net.sh: $side: host send failed" >&2; return 1; }
+    wait_lines "$out" "^received" "$r" 60 || { echo "net.sh: $side: no guest receive figure (round $r)" >&2; tail -20 "$out" >&2; return 1; }
+    mbps "$(grep "^received" "$out" | tr -d '\r' | sed -n "${r}p")" >> "$tmp/$side.h2g"
+    wait "$rp" || { echo "net.sh: $side: host receive failed (round $r)" >&2; return 1; }
+    mbps "$(grep "^received" "$tmp/recv.$r")" >> "$tmp/$side.g2h"
+  done
+  wait_lines "$out" "BENCH-DONE" 1 60 || true
+  wait "$vm" || true
+  echo "### net $side: host->guest $(tr '\n' ' ' < "$tmp/$side.h2g")MB/s; guest->host $(tr '\n' ' ' < "$tmp/$side.g2h")MB/s" >&2
+}
+
+run_side vmctl
+run_side qemu
+echo "ROW net TCP guest->host|$(median < "$tmp/vmctl.g2h")|$(median < "$tmp/qemu.g2h")|MB/s"
+echo "ROW net TCP host->guest|$(median < "$tmp/vmctl.h2g")|$(median < "$tmp/qemu.h2g")|MB/s"
