@@ -44,6 +44,9 @@ pub enum RxStop {
     TapEmpty,
     /// The guest gave too few buffers: stop watching the tap until it gives more.
     NoBuffers,
+    /// The tap fails reads (its interface was deleted, say): stop watching it, or the event loop
+    /// would spin on its error state; the next rx notification tries again.
+    TapError,
     /// The driver broke the rx queue: the device needs a reset.
     Broken,
 }
@@ -183,17 +186,24 @@ impl Active {
             }
             let mrg = self.mrg_rxbuf();
             let (_, iovs) = self.rx.span(mrg);
-            let n = match tap.read_iov(&self.rx.iov.as_slice()[..iovs]) {
+            let all = self.rx.iov.as_slice();
+            let n = match tap.read_iov(all.get(..iovs).unwrap_or(all)) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // EFAULT: the frame did not fit the buffers (the tap dropped it); anything
-                    // else fails that frame only.
-                    stats.rx_dropped += 1;
-                    continue;
-                }
+                Err(e) => match e.raw_os_error() {
+                    // The frame did not fit the buffers, or was bad: the tap dropped it.
+                    Some(libc::EFAULT | libc::EMSGSIZE | libc::EINVAL | libc::ENOBUFS) => {
+                        stats.rx_dropped += 1;
+                        continue;
+                    }
+                    _ => return Ok(RxStop::TapError),
+                },
             };
+            if n == 0 {
+                // End of file: not something a tap does, but a backend that is gone.
+                return Ok(RxStop::TapError);
+            }
             if n < HDR_LEN {
                 // Not a frame (a tap always gives a header); the buffers stay ours.
                 stats.rx_dropped += 1;

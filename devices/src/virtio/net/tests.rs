@@ -796,6 +796,67 @@ fn hostile_rx_chains_are_returned_empty_and_good_ones_still_used() {
 }
 
 #[test]
+fn a_backend_that_fails_reads_is_no_longer_watched() {
+    let mut h = harness(ALL, 64);
+    h.give_rx(40, 2048);
+    h.net.rx_pass();
+    let watched_before = h.net.rx_wants_tap;
+    // The other end goes away: reads now see end-of-file, for ever.
+    let Harness { peer, .. } = &mut h;
+    let closed = std::mem::replace(peer, std::fs::File::open("/dev/null").unwrap().into());
+    drop(closed);
+
+    h.net.rx_pass();
+
+    assert!(watched_before);
+    assert!(!h.net.rx_wants_tap);
+    assert!(h.rxq.take_used(&h.mem).is_empty());
+    assert!(!h.irq.needs_reset());
+}
+
+#[test]
+fn a_deleted_tap_is_no_longer_watched() {
+    if !can_create_taps() {
+        eprintln!("SKIPPED: cannot create taps here");
+        return;
+    }
+    let name = format!("vmctld{}", std::process::id() % 100_000);
+    let tap = Tap::open(&name).unwrap();
+    let mut net = Net::with_tap(tap, [2, 0, 0, 0, 0, 1]).unwrap();
+    let mem = memory();
+    let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
+    let mut rxq = Vq::new(RXQ_BASE, 64);
+    let txq = Vq::new(TXQ_BASE, 64);
+    net.activate(QueueContext {
+        mem: mem.clone(),
+        queues: vec![rxq.queue(true), txq.queue(true)],
+        interrupt: irq.clone(),
+        acked_features: ALL | VIRTIO_RING_F_EVENT_IDX,
+    })
+    .unwrap();
+    for i in 0..40u64 {
+        rxq.add(&mem, &[(DATA + i * 2048, 2048, F_WRITE)]);
+    }
+    net.rx_pass();
+    let watched_before = net.rx_wants_tap;
+    let deleted = std::process::Command::new("ip")
+        .args(["link", "del", &name])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !deleted {
+        eprintln!("SKIPPED: cannot run `ip link del`");
+        return;
+    }
+
+    net.rx_pass();
+
+    assert!(watched_before);
+    assert!(!net.rx_wants_tap);
+    assert!(!irq.needs_reset());
+}
+
+#[test]
 fn rx_with_event_idx_interrupts_only_when_the_driver_asked() {
     let mut h = harness(ALL | VIRTIO_RING_F_EVENT_IDX, 64);
     h.give_rx(40, 2048);
