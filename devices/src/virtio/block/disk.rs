@@ -250,14 +250,21 @@ fn advance(iovs: &mut [libc::iovec], mut n: usize) -> &mut [libc::iovec] {
     rest
 }
 
-/// Adds what to do to the errors a user can fix by asking for a read-only disk.
+/// `e` as a user reads it: the system's message without Rust's " (os error N)", plus what to do
+/// when asking for a read-only disk would help.
 fn with_hint(e: io::Error, read_only: bool) -> io::Error {
-    match e.raw_os_error() {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    };
+    let hint = match e.raw_os_error() {
         Some(libc::EACCES | libc::EPERM | libc::EROFS) if !read_only => {
-            io::Error::new(e.kind(), format!("{e} (add ,ro to attach it read-only)"))
+            " (add ,ro to attach it read-only)"
         }
-        _ => e,
-    }
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("{text}{hint}"))
 }
 
 fn clear_nonblock(file: &File) -> io::Result<()> {

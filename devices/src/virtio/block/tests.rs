@@ -850,7 +850,7 @@ fn creation_errors_say_what_is_wrong() {
     let e = Block::new(missing).err().unwrap().to_string();
     assert_eq!(
         e,
-        "cannot open /nonexistent/vmctl/x.img: No such file or directory (os error 2)"
+        "cannot open /nonexistent/vmctl/x.img: No such file or directory"
     );
 
     let empty = Image::new(&[]);
