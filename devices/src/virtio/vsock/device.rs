@@ -1,0 +1,301 @@
+//! The virtio-vsock device: configuration space, activation and reset, and moving packets
+//! between its queues and the muxer.
+//!
+//! Queues: 0 rx (device to driver), 1 tx (driver to device), 2 event (unused: we never send
+//! transport events, so its buffers stay with us).
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::timerfd::TimerFd;
+
+use super::iov::GuestIovs;
+use super::muxer::{Muxer, RxChain, MAX_CHAINS_PER_READ};
+use super::packet::{self, Header, Invalid, HDR_LEN};
+use super::VsockConfig;
+use crate::virtio::queue::{drain, Chain};
+use crate::virtio::{
+    device_type, read_config_bytes, ActivateError, GuestMemoryMmap, Interrupt, QueueContext,
+    VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+};
+use crate::{Error, Result};
+
+pub const RX_QUEUE: usize = 0;
+pub const TX_QUEUE: usize = 1;
+pub const EVENT_QUEUE: usize = 2;
+pub const QUEUE_SIZE: u16 = 256;
+const QUEUE_SIZES: [u16; 3] = [QUEUE_SIZE; 3];
+
+pub(super) struct Active {
+    pub mem: GuestMemoryMmap,
+    pub rx: Queue,
+    pub tx: Queue,
+    pub interrupt: Arc<Interrupt>,
+}
+
+pub struct Vsock {
+    pub(super) cid: u64,
+    pub(super) queue_events: Vec<EventFd>,
+    /// Wakes the event loop after activation and reset (which run in a vCPU thread).
+    pub(super) wake: EventFd,
+    pub(super) timer: TimerFd,
+    pub(super) muxer: Muxer,
+    pub(super) active: Option<Active>,
+    // Scratch space kept between calls so that the data path allocates nothing.
+    rx_iovs: GuestIovs,
+    tx_iovs: GuestIovs,
+    payload: GuestIovs,
+    scratch: GuestIovs,
+    rx_chains: Vec<RxChain>,
+    used: Vec<u32>,
+}
+
+impl Vsock {
+    /// Listens on `config.uds_path` (replacing a stale socket left there).
+    pub fn new(config: VsockConfig) -> Result<Vsock> {
+        if !(3..u64::from(u32::MAX)).contains(&config.guest_cid) {
+            return Err(Error::Invalid(format!(
+                "vsock cid {} is reserved: use 3 to 4294967294",
+                config.guest_cid
+            )));
+        }
+        let setup = |what: &str| {
+            let what = what.to_string();
+            move |source| Error::Io { what, source }
+        };
+        let queue_events = (0..QUEUE_SIZES.len())
+            .map(|_| EventFd::new(EFD_NONBLOCK))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(setup("cannot create the vsock queue eventfds"))?;
+        let wake = EventFd::new(EFD_NONBLOCK).map_err(setup("cannot create the vsock eventfd"))?;
+        let timer = TimerFd::new()
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+            .and_then(|t| set_nonblocking(t.as_raw_fd()).map(|()| t))
+            .map_err(setup("cannot create the vsock timer"))?;
+        let muxer = Muxer::new(config.guest_cid, &config.uds_path)?;
+        Ok(Vsock {
+            cid: config.guest_cid,
+            queue_events,
+            wake,
+            timer,
+            muxer,
+            active: None,
+            rx_iovs: GuestIovs::with_capacity(MAX_CHAINS_PER_READ * 2),
+            tx_iovs: GuestIovs::with_capacity(8),
+            payload: GuestIovs::with_capacity(8),
+            scratch: GuestIovs::with_capacity(MAX_CHAINS_PER_READ * 2),
+            rx_chains: Vec::with_capacity(MAX_CHAINS_PER_READ),
+            used: Vec::with_capacity(MAX_CHAINS_PER_READ),
+        })
+    }
+
+    pub fn guest_cid(&self) -> u64 {
+        self.cid
+    }
+
+    /// The driver broke a queue itself (rings or indexes it cannot have meant): stop, report
+    /// DEVICE_NEEDS_RESET, and drop every connection.
+    fn fail(&mut self) {
+        if let Some(a) = self.active.take() {
+            a.interrupt.fail_device();
+        }
+        self.muxer.reset();
+    }
+
+    /// Serves every packet the driver put on the TX queue.
+    pub(super) fn process_tx(&mut self, now: Instant) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let cid = self.cid;
+        let (muxer, iovs, payload) = (&mut self.muxer, &mut self.tx_iovs, &mut self.payload);
+        let result = drain(&mut a.tx, &a.mem, &a.interrupt, |chain| {
+            tx_packet(&a.mem, chain, cid, iovs, payload, muxer, now);
+            0
+        });
+        if result.is_err() {
+            self.fail();
+        }
+    }
+
+    /// The driver added RX buffers: from now on we ask for a kick only when we run out.
+    pub(super) fn rx_kicked(&mut self) {
+        if let Some(a) = self.active.as_mut() {
+            if a.rx.disable_notification(&a.mem).is_err() {
+                self.fail();
+            }
+        }
+    }
+
+    /// Fills RX buffers for as long as the muxer has packets and the driver has buffers.
+    pub(super) fn process_rx(&mut self, now: Instant) {
+        if self.active.is_none() || !self.muxer.has_rx() {
+            return;
+        }
+        let result = self.fill_rx_queue(now);
+        self.rx_iovs.clear();
+        self.scratch.clear();
+        self.rx_chains.clear();
+        self.used.clear();
+        if result.is_err() {
+            self.fail();
+        }
+    }
+
+    fn fill_rx_queue(&mut self, now: Instant) -> std::result::Result<(), virtio_queue::Error> {
+        let Some(a) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let mut used_any = false;
+        while self.muxer.has_rx() {
+            self.rx_iovs.clear();
+            self.rx_chains.clear();
+            self.used.clear();
+            while self.rx_chains.len() < MAX_CHAINS_PER_READ {
+                let Some(chain) = a.rx.iter(&a.mem)?.next() else {
+                    break;
+                };
+                let head = chain.head_index();
+                match self.rx_iovs.push_chain(&a.mem, chain, true) {
+                    Ok((range, cap)) if cap >= HDR_LEN => {
+                        self.rx_chains.push(RxChain { head, range, cap })
+                    }
+                    // Not a usable buffer (wrong direction, outside RAM, too small for a
+                    // header): given back empty, in order with the ones before it.
+                    _ if self.rx_chains.is_empty() => {
+                        a.rx.add_used(&a.mem, head, 0)?;
+                        used_any = true;
+                    }
+                    _ => {
+                        a.rx.go_to_previous_position();
+                        break;
+                    }
+                }
+            }
+            if self.rx_chains.is_empty() {
+                // Out of buffers: ask for a kick, unless more arrived meanwhile.
+                if a.rx.enable_notification(&a.mem)? {
+                    continue;
+                }
+                break;
+            }
+            self.muxer.fill_rx(
+                &self.rx_iovs,
+                &self.rx_chains,
+                &mut self.used,
+                &mut self.scratch,
+                now,
+            );
+            for (chain, &len) in self.rx_chains.iter().zip(self.used.iter()) {
+                a.rx.add_used(&a.mem, chain.head, len)?;
+                used_any = true;
+            }
+            // The buffers not used go back, newest first (they were popped last).
+            for _ in self.used.len()..self.rx_chains.len() {
+                a.rx.go_to_previous_position();
+            }
+            if self.used.len() < self.rx_chains.len() {
+                break;
+            }
+        }
+        if used_any && a.rx.needs_notification(&a.mem)? {
+            a.interrupt.signal_used_queue();
+        }
+        Ok(())
+    }
+}
+
+/// One TX chain: a header, then `len` bytes of payload, all device-readable.
+fn tx_packet(
+    mem: &GuestMemoryMmap,
+    chain: Chain<'_>,
+    cid: u64,
+    iovs: &mut GuestIovs,
+    payload: &mut GuestIovs,
+    muxer: &mut Muxer,
+    now: Instant,
+) {
+    iovs.clear();
+    payload.clear();
+    // Unusable chains (wrong direction, outside RAM) are dropped: without a header we could
+    // trust, there is nobody to answer.
+    let Ok((range, total)) = iovs.push_chain(mem, chain, false) else {
+        return;
+    };
+    if total < HDR_LEN {
+        return;
+    }
+    let mut bytes = [0u8; HDR_LEN];
+    iovs.copy_out(range.clone(), 0, &mut bytes);
+    let hdr = Header::from_bytes(&bytes);
+    match packet::validate(&hdr, cid, total - HDR_LEN) {
+        Err(Invalid::Drop) => {}
+        Err(Invalid::Reset) => muxer.reset_packet(&hdr),
+        Ok(()) => {
+            iovs.sub(range, HDR_LEN, hdr.len as usize, payload);
+            muxer.guest_packet(&hdr, payload, 0..payload.len(), now);
+        }
+    }
+    iovs.clear();
+    payload.clear();
+}
+
+fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on an fd we own, with flag arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl VirtioDevice for Vsock {
+    fn device_type(&self) -> u32 {
+        device_type::VSOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &QUEUE_SIZES
+    }
+
+    fn queue_events(&self) -> &[EventFd] {
+        &self.queue_events
+    }
+
+    fn features(&self) -> u64 {
+        VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        // struct virtio_vsock_config { le64 guest_cid; }
+        read_config_bytes(&self.cid.to_le_bytes(), offset, data);
+    }
+
+    fn activate(&mut self, ctx: QueueContext) -> std::result::Result<(), ActivateError> {
+        let mut queues = ctx.queues.into_iter();
+        let (Some(rx), Some(tx), Some(_event)) = (queues.next(), queues.next(), queues.next())
+        else {
+            return Err(ActivateError::QueueNotReady(EVENT_QUEUE));
+        };
+        self.active = Some(Active {
+            mem: ctx.mem,
+            rx,
+            tx,
+            interrupt: ctx.interrupt,
+        });
+        // Connections the host made before the driver was ready have packets waiting.
+        let _ = self.wake.write(1);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.active = None;
+        // Every connection is stale now; the event loop unregisters and closes their sockets.
+        self.muxer.reset();
+        let _ = self.wake.write(1);
+    }
+}
