@@ -4,13 +4,16 @@
 #
 # Both VMMs get the same kernel (build/share/vmctl/vmlinux), the same initramfs (the default one
 # plus nettool from build/tests/guest-tools), 512 MiB and 1 vCPU, and a tap in a network namespace
-# made here (host side 10.0.2.1, guest 10.0.2.2). One boot per VMM runs $ROUNDS rounds of: the host
-# sends to the guest for $SECS s, then the guest sends to the host for $SECS s (nettool, no
-# checksums). The figure is the receiver's MB/s (first byte to EOF); the row shows the median.
+# made here (host side 10.0.2.1, guest 10.0.2.2). Each boot runs $ROUNDS rounds of: the host sends
+# to the guest for $SECS s, then the guest sends to the host for $SECS s (nettool, no checksums).
+# The VMMs take turns, $PAIRS boots each (alternating which goes first, so a change in the machine's
+# load hits both alike). The figure is the receiver's MB/s (first byte to EOF); the row shows the
+# median of all rounds.
 # Prints `ROW <name>|<vmctl>|<qemu>|MB/s` lines (see resources/bench/io).
 set -euo pipefail
 B=${VMCTL_BUILD:-/build}
-ROUNDS=${NET_BENCH_ROUNDS:-3}
+ROUNDS=${NET_BENCH_ROUNDS:-2}
+PAIRS=${NET_BENCH_PAIRS:-3}
 SECS=${NET_BENCH_SECS:-4}
 MEM=512
 QEMU=${BENCH_QEMU:-qemu-system-x86_64}
@@ -77,7 +80,7 @@ mbps() { awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "MB/s") print $i }' <<<
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# run_side NAME: boots NAME (vmctl or qemu) on a fresh tap and records per-round figures in
+# run_side NAME: boots NAME (vmctl or qemu) on a fresh tap and appends per-round figures to
 # $tmp/NAME.h2g and $tmp/NAME.g2h.
 run_side() {
   local side=$1 out=$tmp/$1.console r line
@@ -98,7 +101,6 @@ run_side() {
       -kernel "$K" -initrd "$I" -append "$CMDLINE vmctl.cmd=$cmd64" > "$out" 2>&1 < /dev/null &
   fi
   local vm=$!
-  : > "$tmp/$side.h2g"; : > "$tmp/$side.g2h"
   for r in $(seq "$ROUNDS"); do
     wait_lines "$out" "listening on 5001" "$r" 120 || { echo "net.sh: $side: the guest never listened (round $r):" >&2; tail -20 "$out" >&2; return 1; }
     nsx "$TOOL" recv 5002 --nohash --timeout 120 > "$tmp/recv.$r" &
@@ -111,10 +113,14 @@ run_side() {
   done
   wait_lines "$out" "BENCH-DONE" 1 60 || true
   wait "$vm" || true
-  echo "### net $side: host->guest $(tr '\n' ' ' < "$tmp/$side.h2g")MB/s; guest->host $(tr '\n' ' ' < "$tmp/$side.g2h")MB/s" >&2
 }
 
-run_side vmctl
-run_side qemu
+for side in vmctl qemu; do : > "$tmp/$side.h2g"; : > "$tmp/$side.g2h"; done
+for p in $(seq "$PAIRS"); do
+  if ((p % 2)); then run_side vmctl; run_side qemu; else run_side qemu; run_side vmctl; fi
+done
+for side in vmctl qemu; do
+  echo "### net $side: host->guest $(tr '\n' ' ' < "$tmp/$side.h2g")MB/s; guest->host $(tr '\n' ' ' < "$tmp/$side.g2h")MB/s" >&2
+done
 echo "ROW net TCP guest->host|$(median < "$tmp/vmctl.g2h")|$(median < "$tmp/qemu.g2h")|MB/s"
 echo "ROW net TCP host->guest|$(median < "$tmp/vmctl.h2g")|$(median < "$tmp/qemu.h2g")|MB/s"

@@ -90,7 +90,13 @@ impl Tap {
                 (true, Some(libc::EINVAL)) => {
                     format!("cannot attach to {name}: it is not a tap with a vnet header")
                 }
+                (true, Some(libc::EPERM)) => {
+                    format!("cannot attach to tap {name} (does it belong to another user?)")
+                }
                 (true, _) => format!("cannot attach to tap {name}"),
+                (false, Some(libc::EPERM)) => {
+                    format!("cannot create tap {name} (that needs root or CAP_NET_ADMIN)")
+                }
                 (false, _) => format!("cannot create tap {name}"),
             };
             return Err(Error::Io { what, source });
