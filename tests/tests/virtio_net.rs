@@ -283,12 +283,19 @@ fn ping_both_ways_and_100_mib_each_way_with_checksums() {
 }
 
 #[test]
-fn a_tap_vmctl_creates_is_up_while_the_vm_runs_and_gone_after() {
+fn a_tap_vmctl_creates_is_up_survives_a_driver_reset_and_is_gone_after() {
     skip_if!(linux_root_unavailable());
     let ns = Netns::new("ntap");
-    let script = "ip link set eth0 up; ip addr add 10.0.3.2/24 dev eth0; echo GUEST-READY; \
-                  i=0; while [ $i -lt 120 ]; do ping -c 1 -W 1 10.0.3.1 >/dev/null 2>&1 && \
-                  { echo GUEST-PING-OK; exit 0; }; i=$((i+1)); done; echo GUEST-PING-FAILED; exit 1";
+    // Ping until the host side is configured; then the driver is unbound and bound again (a
+    // device reset and a second activation) and the link must work as before.
+    let script = "up() { ip link set eth0 up && ip addr add 10.0.3.2/24 dev eth0; }; \
+                  pings() { i=0; while [ $i -lt 120 ]; do ping -c 1 -W 1 10.0.3.1 >/dev/null 2>&1 \
+                  && return 0; i=$((i+1)); done; return 1; }; \
+                  up; echo GUEST-READY; pings || { echo GUEST-PING-FAILED; exit 1; }; \
+                  echo GUEST-PING-OK; dev=$(basename $(readlink /sys/class/net/eth0/device)); \
+                  echo $dev > /sys/bus/virtio/drivers/virtio_net/unbind; \
+                  echo $dev > /sys/bus/virtio/drivers/virtio_net/bind; \
+                  up; pings || { echo GUEST-REBIND-PING-FAILED; exit 1; }; echo GUEST-REBIND-PING-OK";
     let mut vm = Vm::start(
         &ns,
         &[
@@ -306,6 +313,7 @@ fn a_tap_vmctl_creates_is_up_while_the_vm_runs_and_gone_after() {
     // The user configures the host side of a tap vmctl created.
     sh(&ns.exec("ip addr add 10.0.3.1/24 dev vmtap7"));
     vm.wait_for("GUEST-PING-OK", Duration::from_secs(180));
+    vm.wait_for("GUEST-REBIND-PING-OK", Duration::from_secs(180));
     let (code, stderr, _) = vm.finish(Duration::from_secs(60));
     let gone = !ns.has_link("vmtap7");
 
