@@ -15,7 +15,7 @@ use devices::virtio::vsock::Vsock;
 use devices::virtio::{Interrupt, VirtioDevice};
 use devices::Bus;
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
+use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{IoEventAddress, VmFd};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -62,7 +62,11 @@ impl VirtioBuilder<'_> {
             guest_phys_addr: m.guest_addr,
             memory_size: m.len,
             userspace_addr: m.host_addr,
-            flags: if m.read_only { KVM_MEM_READONLY } else { 0 },
+            // Writable even for a read-only pmem: its mapping is private, so guest writes stay in
+            // the VMM's copy-on-write pages and never reach the file. A KVM_MEM_READONLY slot
+            // would turn every guest store into an MMIO exit the bus drops, and the guest's
+            // (DAX) file system would see its own writes vanish.
+            flags: 0,
         };
         // SAFETY: the mapping is owned by the pmem device, which lives as long as the VM (the
         // event manager holds it until `run` returns, after the vCPUs are joined).

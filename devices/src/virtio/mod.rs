@@ -10,7 +10,6 @@ mod device;
 mod interrupt;
 pub mod mmio;
 pub mod net;
-mod placeholder;
 pub mod pmem;
 pub mod queue;
 pub mod vsock;
