@@ -91,11 +91,19 @@ impl RxBuffers {
 impl Active {
     /// Takes buffers from the rx queue until a largest frame fits (or the queue is empty, in which
     /// case the driver is asked to notify when it adds more). Bad chains are returned as used
-    /// with length 0. Returns whether any chain was returned.
-    fn fill_rx(&mut self, stats: &mut Stats) -> Result<bool, virtio_queue::Error> {
+    /// with length 0. Returns whether any chain was returned, and whether the queue may hold
+    /// more than this call took (its budget ran out).
+    fn fill_rx(&mut self, stats: &mut Stats) -> Result<(bool, bool), virtio_queue::Error> {
         let mrg = self.mrg_rxbuf();
         let mut used_any = false;
+        // A driver publishing bad chains as fast as they are returned must not hold the event
+        // loop: at most a queue's worth of chains per call.
+        let mut budget = self.rx_queue.size();
         while !self.rx.ready(mrg) && self.rx.iov.len() < IOV_MAX {
+            if budget == 0 {
+                return Ok((used_any, true));
+            }
+            budget -= 1;
             let Some(chain) = self.rx_queue.iter(&self.mem)?.next() else {
                 // Nothing more for now: ask for a notification, unless the driver raced us.
                 if self.rx_queue.enable_notification(&self.mem)? {
@@ -133,7 +141,7 @@ impl Active {
                 }
             }
         }
-        Ok(used_any)
+        Ok((used_any, false))
     }
 
     /// Whether a frame may be read now: enough buffers, or all the guest can give.
@@ -180,9 +188,16 @@ impl Active {
         used_any: &mut bool,
     ) -> Result<RxStop, virtio_queue::Error> {
         for _ in 0..RX_BATCH {
-            *used_any |= self.fill_rx(stats)?;
+            let (returned, more) = self.fill_rx(stats)?;
+            *used_any |= returned;
             if !self.can_receive() {
-                return Ok(RxStop::NoBuffers);
+                // Out of buffers; unless the budget ran out with more waiting, in which case the
+                // tap (still readable) brings us back.
+                return Ok(if more {
+                    RxStop::TapEmpty
+                } else {
+                    RxStop::NoBuffers
+                });
             }
             let mrg = self.mrg_rxbuf();
             let (_, iovs) = self.rx.span(mrg);

@@ -857,6 +857,28 @@ fn a_deleted_tap_is_no_longer_watched() {
 }
 
 #[test]
+fn a_flood_of_bad_rx_chains_is_served_a_queue_at_a_time_and_receive_resumes() {
+    let mut h = harness(ALL, 16);
+    for _ in 0..16 {
+        h.rxq.add(&h.mem, &[(DATA, 2048, 0)]); // device-readable: refused
+    }
+    let mut data = hdr(0, 0, 0).to_vec();
+    data.extend(frame(90, 17));
+    send_peer(&h.peer, &data);
+
+    h.net.rx_pass();
+    let refused = h.rxq.take_used(&h.mem);
+    let still_watching = h.net.rx_wants_tap;
+    h.give_rx(16, 4096);
+    h.net.rx_pass();
+
+    assert_eq!(refused.len(), 16);
+    assert!(refused.iter().all(|&(_, len)| len == 0));
+    assert!(still_watching);
+    assert_eq!(h.rxq.take_used(&h.mem).first().map(|u| u.1), Some(102));
+}
+
+#[test]
 fn rx_with_event_idx_interrupts_only_when_the_driver_asked() {
     let mut h = harness(ALL | VIRTIO_RING_F_EVENT_IDX, 64);
     h.give_rx(40, 2048);
