@@ -168,17 +168,21 @@ impl Active {
                 return RxStop::Broken;
             }
         };
-        if used_any {
-            match self.rx_queue.needs_notification(&self.mem) {
-                Ok(true) => self.interrupt.signal_used_queue(),
-                Ok(false) => {}
-                Err(_) => {
-                    self.fail();
-                    return RxStop::Broken;
-                }
-            }
+        if used_any && self.notify_rx().is_err() {
+            self.fail();
+            return RxStop::Broken;
         }
         stop
+    }
+
+    /// Interrupts the driver if it asked to hear about the buffers used so far. With EVENT_IDX
+    /// this is checked after every frame, so the driver hears about the first one at once; it
+    /// then polls and asks for no more interrupts until it is done, so a burst still costs one.
+    fn notify_rx(&mut self) -> Result<(), virtio_queue::Error> {
+        if self.rx_queue.needs_notification(&self.mem)? {
+            self.interrupt.signal_used_queue();
+        }
+        Ok(())
     }
 
     fn receive_frames(
@@ -225,7 +229,13 @@ impl Active {
                 continue;
             }
             self.complete_frame(n, stats)?;
-            *used_any = true;
+            if self.rx_queue.event_idx_enabled() {
+                self.notify_rx()?;
+                *used_any = false;
+            } else {
+                // Without EVENT_IDX every check says yes: one interrupt per pass.
+                *used_any = true;
+            }
         }
         // Buffers in hand: the driver need not tell us about more (without EVENT_IDX this sets
         // VRING_USED_F_NO_NOTIFY; with it, nothing).
