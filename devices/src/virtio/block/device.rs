@@ -31,7 +31,7 @@ pub struct Block {
     pub(super) handler: Handler,
     features: u64,
     config: [u8; CONFIG_LEN],
-    queue_events: [EventFd; 1],
+    pub(super) queue_events: [EventFd; 1],
     pub(super) active: Option<Active>,
 }
 

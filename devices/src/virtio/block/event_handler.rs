@@ -3,13 +3,20 @@
 use std::os::unix::io::AsRawFd;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+use virtio_queue::{QueueOwnedT, QueueT};
 
 use super::device::{Active, Block};
-use crate::virtio::queue::drain;
+
+/// Requests served per turn of the event loop. A guest that keeps refilling the queue from another
+/// vCPU would otherwise keep the loop here forever, starving the other devices and the VMM's own
+/// stop event; past the budget the device re-arms its eventfd and comes back on the next turn.
+pub(super) const BUDGET: usize = 128;
 
 impl Block {
-    /// Serves every request the driver made available. A queue the driver broke (an available
-    /// index out of range, rings outside guest memory) stops the device: DEVICE_NEEDS_RESET.
+    /// Serves the requests the driver made available (at most [`BUDGET`]), returns them as used
+    /// and interrupts the driver if it asked to be. A queue the driver broke (an available index
+    /// out of range, a head index past the ring, rings outside guest memory) stops the device:
+    /// DEVICE_NEEDS_RESET.
     pub(super) fn process_queue(&mut self) {
         let Some(Active {
             mem,
@@ -25,8 +32,39 @@ impl Block {
         }
         let mem = &*mem;
         let handler = &mut self.handler;
-        if drain(queue, mem, interrupt, |chain| handler.handle(mem, chain)).is_err() {
-            interrupt.fail_device();
+        let mut served = 0;
+        let result = (|| -> Result<bool, virtio_queue::Error> {
+            let event_idx = queue.event_idx_enabled();
+            loop {
+                if event_idx {
+                    queue.disable_notification(mem)?;
+                }
+                while let Some(chain) = queue.iter(mem)?.next() {
+                    let head = chain.head_index();
+                    let written = handler.handle(mem, chain);
+                    queue.add_used(mem, head, written)?;
+                    served += 1;
+                    if served == BUDGET {
+                        return Ok(true);
+                    }
+                }
+                // With EVENT_IDX, re-enabling notifications tells whether the driver raced us
+                // with more requests; without it the driver always notifies.
+                if !event_idx || !queue.enable_notification(mem)? {
+                    return Ok(false);
+                }
+            }
+        })();
+        match result {
+            Ok(more) => {
+                if more {
+                    let _ = self.queue_events[0].write(1);
+                }
+                if served > 0 && queue.needs_notification(mem).unwrap_or(true) {
+                    interrupt.signal_used_queue();
+                }
+            }
+            Err(_) => interrupt.fail_device(),
         }
     }
 }
