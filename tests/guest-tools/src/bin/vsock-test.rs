@@ -8,12 +8,17 @@
 //!   --send BYTES      send BYTES of connection i's stream, then shut down writing
 //!   --recv            read until EOF (after sending, when both are given)
 //!   --recv-max BYTES  stop reading and close after BYTES (a close in mid-stream)
+//!   --abort-after BYTES  with --send: exit the process (exit status 3) once BYTES are sent
+//!   --zeros           send zero bytes instead of the stream (benchmarks: no generation cost)
 //!   --seed S          connection i's stream is the xorshift stream of seed S+i  [1]
 //!   --sha256          print the SHA-256 of what was sent and received
 //!   --verify          compare received bytes with connection i's stream
 //!   --expect-refused  the connection must fail (ECONNRESET, ECONNREFUSED or EOF)
 //!   --retry SECS      connect: retry refused connections for up to SECS seconds
 //! ```
+//! A sender first sends its stream's seed (8 bytes, little endian, not counted), so the receiver
+//! knows which stream it gets whatever the order connections were accepted in; a receiver reports
+//! connection I as the stream of seed S+I.
 //! One line per connection on stdout: `conn I sent N [sha256=H]`, `conn I recv N [sha256=H]
 //! [verify=ok|verify=mismatch@OFF] secs=T mbps=R`, `conn I refused ERR` or `conn I error ...`.
 //! Exit status 0 when every connection did what was asked.
@@ -34,6 +39,8 @@ struct Opts {
     verify: bool,
     expect_refused: bool,
     retry: Duration,
+    abort_after: Option<u64>,
+    zeros: bool,
 }
 
 #[derive(Clone)]
@@ -44,7 +51,7 @@ enum Addr {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: vsock-test listen|connect ADDR [-n N] [--send BYTES] [--recv] [--recv-max BYTES] [--seed S] [--sha256] [--verify] [--expect-refused] [--retry SECS]");
+    eprintln!("usage: vsock-test listen|connect ADDR [-n N] [--send BYTES] [--recv] [--recv-max BYTES] [--seed S] [--sha256] [--verify] [--expect-refused] [--retry SECS] [--abort-after BYTES] [--zeros]");
     std::process::exit(2)
 }
 
@@ -404,13 +411,21 @@ fn serve(i: usize, fd: OwnedFd, o: &Opts) -> (bool, String) {
     let mut ok = true;
     let mut buf = vec![0u8; 256 * 1024];
     if let Some(total) = o.send {
-        let mut stream = Stream::new(o.seed.wrapping_add(i as u64));
+        // The stream's seed goes first, so a receiver knows which stream it got whatever the
+        // order connections were accepted in.
+        let seed = o.seed.wrapping_add(i as u64);
+        let mut stream = Stream::new(seed);
+        if let Err(e) = write_all(raw, &seed.to_le_bytes()) {
+            return (false, format!("conn {i} error send: {e}"));
+        }
         let mut sha = o.sha.then(Sha256::new);
         let mut left = total;
         let mut err = None;
         while left > 0 {
             let n = left.min(buf.len() as u64) as usize;
-            stream.fill(&mut buf[..n]);
+            if !o.zeros {
+                stream.fill(&mut buf[..n]);
+            }
             if let Some(s) = sha.as_mut() {
                 s.update(&buf[..n]);
             }
@@ -419,6 +434,13 @@ fn serve(i: usize, fd: OwnedFd, o: &Opts) -> (bool, String) {
                 break;
             }
             left -= n as u64;
+            if o.abort_after.is_some_and(|a| total - left >= a) {
+                // Gone in mid-stream: the process ends with the socket still open (the kernel
+                // closes it), as a crashing or killed writer would.
+                println!("conn {i} aborted after {}", total - left);
+                let _ = io::stdout().flush();
+                std::process::exit(3);
+            }
         }
         match err {
             None => {
@@ -440,7 +462,21 @@ fn serve(i: usize, fd: OwnedFd, o: &Opts) -> (bool, String) {
             out.push('\n');
         }
         let start = Instant::now();
-        let mut stream = Stream::new(o.seed.wrapping_add(i as u64));
+        let mut i = i;
+        let mut seed = [0u8; 8];
+        let mut have = 0;
+        while have < 8 {
+            match read(raw, &mut seed[have..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => have += n,
+            }
+        }
+        let seed = u64::from_le_bytes(seed);
+        if have == 8 {
+            // Report the stream as the sender numbered it.
+            i = seed.wrapping_sub(o.seed) as usize;
+        }
+        let mut stream = Stream::new(seed);
         let mut expect = vec![0u8; buf.len()];
         let mut sha = o.sha.then(Sha256::new);
         let mut got = 0u64;
@@ -602,6 +638,8 @@ fn main() {
         verify: false,
         expect_refused: false,
         retry: Duration::ZERO,
+        abort_after: None,
+        zeros: false,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -614,6 +652,8 @@ fn main() {
             "--verify" => o.verify = true,
             "--expect-refused" => o.expect_refused = true,
             "--retry" => o.retry = Duration::from_secs_f64(num(args.next())),
+            "--abort-after" => o.abort_after = Some(num(args.next())),
+            "--zeros" => o.zeros = true,
             _ => usage(),
         }
     }
