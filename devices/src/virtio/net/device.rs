@@ -44,10 +44,6 @@ pub struct Stats {
     pub tx_dropped: u64,
     /// Chains refused for their shape (direction, addresses, lengths).
     pub bad_chains: u64,
-    /// Receive passes that ended for want of buffers (the tap is then not watched).
-    pub rx_stalls: u64,
-    /// Frames whose tail waited in the spill buffer for more buffers.
-    pub rx_spills: u64,
 }
 
 /// The state of an activated device.
@@ -61,8 +57,6 @@ pub(super) struct Active {
     pub rx: RxBuffers,
     /// Scratch list for the frame being transmitted.
     pub tx_iov: IoVecs,
-    /// Scratch list for a frame received partly into the spill buffer.
-    pub rx_scratch: IoVecs,
     /// The driver broke a queue: the device waits for a reset.
     pub broken: bool,
 }
@@ -218,7 +212,6 @@ impl VirtioDevice for Net {
             acked: ctx.acked_features,
             rx: RxBuffers::new(),
             tx_iov: IoVecs::with_capacity(IOV_MAX),
-            rx_scratch: IoVecs::with_capacity(IOV_MAX),
             broken: false,
         });
         self.rx_wants_tap = true;

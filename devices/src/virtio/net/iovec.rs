@@ -79,14 +79,6 @@ impl IoVecs {
         self.0.truncate(n);
     }
 
-    pub fn extend_from_slice(&mut self, iov: &[libc::iovec]) {
-        self.0.extend_from_slice(iov);
-    }
-
-    pub fn push(&mut self, iov: libc::iovec) {
-        self.0.push(iov);
-    }
-
     /// Drops the first `n` iovecs.
     pub fn drain_front(&mut self, n: usize) {
         self.0.drain(..n.min(self.0.len()));

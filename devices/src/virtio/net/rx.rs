@@ -5,11 +5,6 @@
 //! VIRTIO_NET_F_MRG_RXBUF into as many buffers as a largest frame needs (the unused ones stay for
 //! the next frame), without it into one buffer. The device then writes `num_buffers` into the
 //! header and returns the buffers it filled as used.
-//!
-//! With mergeable buffers a frame is read as soon as the guest has given any buffer: when the
-//! buffers in hand cannot hold a largest frame, a spill buffer (allocated once) takes what does
-//! not fit, and the frame waits there, complete but not yet delivered, until the guest gives the
-//! buffers for its tail. So the guest running low on buffers costs no stall for frames that fit.
 
 use std::collections::VecDeque;
 use std::io;
@@ -40,19 +35,6 @@ pub struct RxBuffers {
     iov: IoVecs,
     /// Bytes in all chains.
     capacity: usize,
-    /// Where a frame's tail goes when the chains in hand are too few for it (`MAX_BUFFER` bytes).
-    spill: Box<[u8]>,
-    /// A frame read, its tail in `spill`, waiting for buffers.
-    pending: Option<Pending>,
-}
-
-/// A frame of `len` bytes whose first `in_chains` bytes filled the first `chains` chains of the
-/// pool, and whose other bytes are at the start of the spill buffer.
-#[derive(Clone, Copy)]
-struct Pending {
-    len: usize,
-    chains: usize,
-    in_chains: usize,
 }
 
 /// Why a receive pass stopped.
@@ -75,8 +57,6 @@ impl RxBuffers {
             chains: VecDeque::with_capacity(usize::from(super::QUEUE_SIZE)),
             iov: IoVecs::with_capacity(IOV_MAX),
             capacity: 0,
-            spill: vec![0u8; MAX_BUFFER].into_boxed_slice(),
-            pending: None,
         }
     }
 
@@ -90,12 +70,11 @@ impl RxBuffers {
     }
 
     /// The leading chains that together can take a largest frame (or the first chain only,
-    /// without mergeable buffers): (number of chains, number of iovecs, bytes). One iovec is left
-    /// for the spill buffer.
-    fn span(&self, mrg: bool) -> (usize, usize, usize) {
+    /// without mergeable buffers): (number of chains, number of iovecs).
+    fn span(&self, mrg: bool) -> (usize, usize) {
         let (mut chains, mut iovs, mut bytes) = (0, 0, 0);
         for c in &self.chains {
-            if iovs + c.iovs >= IOV_MAX {
+            if iovs + c.iovs > IOV_MAX {
                 break;
             }
             chains += 1;
@@ -105,36 +84,7 @@ impl RxBuffers {
                 break;
             }
         }
-        (chains, iovs, bytes)
-    }
-
-    /// Copies the pending frame's tail from the spill buffer into the chains after its first
-    /// ones, if the pool has room for it; returns the frame's length if it is now complete.
-    fn place_spill(&mut self) -> Option<usize> {
-        let p = self.pending?;
-        let tail = p.len - p.in_chains;
-        if self.capacity - p.in_chains < tail {
-            return None;
-        }
-        let mut first_iov = 0;
-        let mut done = 0;
-        for (i, c) in self.chains.iter().enumerate() {
-            if done == tail {
-                break;
-            }
-            if i >= p.chains {
-                let n = c.len.min(tail - done);
-                let iov = self
-                    .iov
-                    .as_slice()
-                    .get(first_iov..first_iov + c.iovs)
-                    .unwrap_or(&[]);
-                done += write_at(iov, 0, self.spill.get(done..done + n).unwrap_or(&[]));
-            }
-            first_iov += c.iovs;
-        }
-        self.pending = None;
-        Some(p.len)
+        (chains, iovs)
     }
 }
 
@@ -194,10 +144,13 @@ impl Active {
         Ok((used_any, false))
     }
 
-    /// Whether a frame may be read now: any buffer (with mergeable buffers the spill buffer
-    /// takes what does not fit), and no frame waiting for buffers.
+    /// Whether a frame may be read now: enough buffers, or all the guest can give.
     fn can_receive(&self) -> bool {
-        self.rx.pending.is_none() && !self.rx.chains.is_empty()
+        let mrg = self.mrg_rxbuf();
+        self.rx.ready(mrg)
+            || (!self.rx.chains.is_empty()
+                && (self.rx.chains.len() >= usize::from(self.rx_queue.size())
+                    || self.rx.iov.len() >= IOV_MAX))
     }
 
     /// Moves frames from the tap into the guest until the tap is empty, the guest's buffers run
@@ -241,16 +194,7 @@ impl Active {
         for _ in 0..RX_BATCH {
             let (returned, more) = self.fill_rx(stats)?;
             *used_any |= returned;
-            if self.rx.pending.is_some() {
-                // A frame waits for buffers for its tail.
-                if let Some(n) = self.rx.place_spill() {
-                    self.complete_frame(n, stats)?;
-                    self.frame_done(used_any)?;
-                    continue;
-                }
-            }
             if !self.can_receive() {
-                stats.rx_stalls += 1;
                 // Out of buffers; unless the budget ran out with more waiting, in which case the
                 // tap (still readable) brings us back.
                 return Ok(if more {
@@ -260,27 +204,9 @@ impl Active {
                 });
             }
             let mrg = self.mrg_rxbuf();
-            let (chains, iovs, bytes) = self.rx.span(mrg);
-            let spill = if mrg && bytes < MAX_BUFFER {
-                MAX_BUFFER - bytes
-            } else {
-                0
-            };
+            let (_, iovs) = self.rx.span(mrg);
             let all = self.rx.iov.as_slice();
-            let iov = all.get(..iovs).unwrap_or(all);
-            let read = if spill == 0 {
-                tap.read_iov(iov)
-            } else {
-                // The chains in hand, then the spill buffer for the rest of a largest frame.
-                self.rx_scratch.clear();
-                self.rx_scratch.extend_from_slice(iov);
-                self.rx_scratch.push(libc::iovec {
-                    iov_base: self.rx.spill.as_mut_ptr().cast(),
-                    iov_len: spill,
-                });
-                tap.read_iov(self.rx_scratch.as_slice())
-            };
-            let n = match read {
+            let n = match tap.read_iov(all.get(..iovs).unwrap_or(all)) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -302,36 +228,19 @@ impl Active {
                 stats.rx_dropped += 1;
                 continue;
             }
-            if n > bytes {
-                // The tail went to the spill buffer: it waits for buffers (fill_rx asked the
-                // driver to notify when it adds some).
-                stats.rx_spills += 1;
-                self.rx.pending = Some(Pending {
-                    len: n,
-                    chains,
-                    in_chains: bytes,
-                });
-                continue;
-            }
             self.complete_frame(n, stats)?;
-            self.frame_done(used_any)?;
+            if self.rx_queue.event_idx_enabled() {
+                self.notify_rx()?;
+                *used_any = false;
+            } else {
+                // Without EVENT_IDX every check says yes: one interrupt per pass.
+                *used_any = true;
+            }
         }
         // Buffers in hand: the driver need not tell us about more (without EVENT_IDX this sets
         // VRING_USED_F_NO_NOTIFY; with it, nothing).
         self.rx_queue.disable_notification(&self.mem)?;
         Ok(RxStop::TapEmpty)
-    }
-
-    /// After a frame: with EVENT_IDX, interrupt now if the driver asked to be; without it every
-    /// check says yes, so one interrupt per pass.
-    fn frame_done(&mut self, used_any: &mut bool) -> Result<(), virtio_queue::Error> {
-        if self.rx_queue.event_idx_enabled() {
-            self.notify_rx()?;
-            *used_any = false;
-        } else {
-            *used_any = true;
-        }
-        Ok(())
     }
 
     /// A frame of `n` bytes (header included) landed in the leading buffers: fill in

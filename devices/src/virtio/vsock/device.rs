@@ -16,7 +16,7 @@ use super::iov::GuestIovs;
 use super::muxer::{Muxer, RxChain, MAX_CHAINS_PER_READ};
 use super::packet::{self, Header, Invalid, HDR_LEN};
 use super::VsockConfig;
-use crate::virtio::queue::{drain, Chain};
+use crate::virtio::queue::Chain;
 use crate::virtio::{
     device_type, read_config_bytes, ActivateError, GuestMemoryMmap, Interrupt, QueueContext,
     VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
@@ -51,6 +51,9 @@ pub struct Vsock {
     scratch: GuestIovs,
     rx_chains: Vec<RxChain>,
     used: Vec<u32>,
+    /// Used buffers were added since the last interrupt decision.
+    irq_pending_tx: bool,
+    irq_pending_rx: bool,
 }
 
 impl Vsock {
@@ -89,6 +92,8 @@ impl Vsock {
             scratch: GuestIovs::with_capacity(MAX_CHAINS_PER_READ * 2),
             rx_chains: Vec::with_capacity(MAX_CHAINS_PER_READ),
             used: Vec::with_capacity(MAX_CHAINS_PER_READ),
+            irq_pending_tx: false,
+            irq_pending_rx: false,
         })
     }
 
@@ -105,19 +110,61 @@ impl Vsock {
         self.muxer.reset();
     }
 
-    /// Serves every packet the driver put on the TX queue.
+    /// Serves every packet the driver put on the TX queue. The interrupt, if the driver wants
+    /// one, is left to [`Vsock::signal`], so that TX and RX completions share it.
     pub(super) fn process_tx(&mut self, now: Instant) {
+        if self.drain_tx(now).is_err() {
+            self.fail();
+        }
+    }
+
+    fn drain_tx(&mut self, now: Instant) -> std::result::Result<(), virtio_queue::Error> {
+        let Some(a) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let event_idx = a.tx.event_idx_enabled();
+        loop {
+            if event_idx {
+                a.tx.disable_notification(&a.mem)?;
+            }
+            while let Some(chain) = a.tx.iter(&a.mem)?.next() {
+                let head = chain.head_index();
+                tx_packet(
+                    &a.mem,
+                    chain,
+                    self.cid,
+                    &mut self.tx_iovs,
+                    &mut self.payload,
+                    &mut self.muxer,
+                    now,
+                );
+                a.tx.add_used(&a.mem, head, 0)?;
+                self.irq_pending_tx = true;
+            }
+            // With EVENT_IDX, re-enabling notifications tells whether the driver raced us with
+            // more packets; without it, one pass is enough (the driver always notifies).
+            if !event_idx || !a.tx.enable_notification(&a.mem)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Interrupts the driver once for everything put in the used rings since the last call, if
+    /// it asked to be.
+    pub(super) fn signal(&mut self) {
+        let (tx, rx) = (
+            std::mem::take(&mut self.irq_pending_tx),
+            std::mem::take(&mut self.irq_pending_rx),
+        );
         let Some(a) = self.active.as_mut() else {
             return;
         };
-        let cid = self.cid;
-        let (muxer, iovs, payload) = (&mut self.muxer, &mut self.tx_iovs, &mut self.payload);
-        let result = drain(&mut a.tx, &a.mem, &a.interrupt, |chain| {
-            tx_packet(&a.mem, chain, cid, iovs, payload, muxer, now);
-            0
-        });
-        if result.is_err() {
-            self.fail();
+        // needs_notification must see every queue that got used buffers (it also resets the
+        // queue's count of them), so both are asked.
+        let tx_wants = tx && a.tx.needs_notification(&a.mem).unwrap_or(true);
+        let rx_wants = rx && a.rx.needs_notification(&a.mem).unwrap_or(true);
+        if tx_wants || rx_wants {
+            a.interrupt.signal_used_queue();
         }
     }
 
@@ -201,8 +248,8 @@ impl Vsock {
                 break;
             }
         }
-        if used_any && a.rx.needs_notification(&a.mem)? {
-            a.interrupt.signal_used_queue();
+        if used_any {
+            self.irq_pending_rx = true;
         }
         Ok(())
     }

@@ -133,6 +133,7 @@ impl MutEventSubscriber for Vsock {
         self.handle(events.data(), events.event_set(), now);
         // Whatever happened may have given the guest something to read.
         self.process_rx(now);
+        self.signal();
         self.sync_fds(ops);
         self.arm_timer(now);
     }
