@@ -374,6 +374,67 @@ impl Connection {
         Verdict::Keep
     }
 
+    /// Takes the credit fields every guest packet carries.
+    fn peer_credit_from(&mut self, hdr: &Header) {
+        let had_credit = self.peer_credit() > 0;
+        self.peer_buf_alloc = hdr.buf_alloc;
+        self.peer_fwd_cnt = Wrapping(hdr.fwd_cnt);
+        if self.peer_credit() > 0 && !had_credit {
+            self.credit_requested = false;
+        }
+    }
+
+    /// An RW packet (validated, `hdr.len > 0`) whose bytes may go to the host socket in one
+    /// write with the ones before it: true (and its bytes are counted as received) when nothing
+    /// is queued ahead of them and they are within the credit. Otherwise the packet must go
+    /// through [`Connection::guest_packet`].
+    pub fn accept_direct(&mut self, hdr: &Header) -> bool {
+        let unforwarded = (self.tx_cnt - self.fwd_cnt).0 as usize;
+        let ok = self.state == State::Established
+            && self.stream.is_some()
+            && self.peer_shut & SHUTDOWN_SEND == 0
+            && self.txbuf.is_empty()
+            && self.writable
+            && unforwarded + hdr.len as usize <= CONN_BUF_ALLOC as usize;
+        if ok {
+            self.peer_credit_from(hdr);
+            self.tx_cnt += Wrapping(hdr.len);
+        }
+        ok
+    }
+
+    /// Writes `bytes` bytes of accepted data (the buffers of `payload`) to the host socket; what
+    /// it does not take is buffered.
+    pub fn write_direct(&mut self, payload: &GuestIovs, bytes: usize) -> Verdict {
+        let Some(fd) = self.stream.as_ref().map(|s| s.as_raw_fd()) else {
+            return Verdict::Keep;
+        };
+        let all = 0..payload.len();
+        let mut written = 0;
+        match iov::writev(fd, payload.get(all.clone())) {
+            Ok(n) => {
+                written = n.min(bytes);
+                if written < bytes {
+                    self.writable = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Verdict::Reset,
+        }
+        self.fwd_cnt += Wrapping(written as u32);
+        if written < bytes
+            && self
+                .txbuf
+                .push_guest(payload, all, written, bytes - written)
+                .is_err()
+        {
+            return Verdict::Reset;
+        }
+        self.credit_check();
+        Verdict::Keep
+    }
+
     /// A packet from the guest for this connection (already validated; RST and REQUEST are the
     /// owner's business). `payload` holds the `hdr.len` data bytes of an RW packet.
     pub fn guest_packet(
@@ -383,12 +444,7 @@ impl Connection {
         range: Range<usize>,
         now: Instant,
     ) -> Verdict {
-        let had_credit = self.peer_credit() > 0;
-        self.peer_buf_alloc = hdr.buf_alloc;
-        self.peer_fwd_cnt = Wrapping(hdr.fwd_cnt);
-        if self.peer_credit() > 0 && !had_credit {
-            self.credit_requested = false;
-        }
+        self.peer_credit_from(hdr);
         match (self.state, hdr.op) {
             (State::LocalInit, OP_RESPONSE) => {
                 if self.pending & P_REQUEST != 0 {

@@ -4,6 +4,7 @@
 //! Queues: 0 rx (device to driver), 1 tx (driver to device), 2 event (unused: we never send
 //! transport events, so its buffers stay with us).
 
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,9 +13,9 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::timerfd::TimerFd;
 
-use super::iov::GuestIovs;
+use super::iov::{self, GuestIovs};
 use super::muxer::{Muxer, RxChain, MAX_CHAINS_PER_READ};
-use super::packet::{self, Header, Invalid, HDR_LEN};
+use super::packet::{self, Header, Invalid, HDR_LEN, OP_RW};
 use super::VsockConfig;
 use crate::virtio::queue::Chain;
 use crate::virtio::{
@@ -47,6 +48,7 @@ pub struct Vsock {
     // Scratch space kept between calls so that the data path allocates nothing.
     rx_iovs: GuestIovs,
     tx_iovs: GuestIovs,
+    batch: TxBatch,
     payload: GuestIovs,
     scratch: GuestIovs,
     rx_chains: Vec<RxChain>,
@@ -88,6 +90,12 @@ impl Vsock {
             active: None,
             rx_iovs: GuestIovs::with_capacity(MAX_CHAINS_PER_READ * 2),
             tx_iovs: GuestIovs::with_capacity(8),
+            batch: TxBatch {
+                token: None,
+                iovs: GuestIovs::with_capacity(64),
+                bytes: 0,
+                heads: Vec::with_capacity(64),
+            },
             payload: GuestIovs::with_capacity(8),
             scratch: GuestIovs::with_capacity(MAX_CHAINS_PER_READ * 2),
             rx_chains: Vec::with_capacity(MAX_CHAINS_PER_READ),
@@ -129,18 +137,48 @@ impl Vsock {
             }
             while let Some(chain) = a.tx.iter(&a.mem)?.next() {
                 let head = chain.head_index();
-                tx_packet(
-                    &a.mem,
-                    chain,
-                    self.cid,
-                    &mut self.tx_iovs,
-                    &mut self.payload,
-                    &mut self.muxer,
-                    now,
-                );
-                a.tx.add_used(&a.mem, head, 0)?;
                 self.irq_pending_tx = true;
+                let (hdr, range) = match parse_tx(&a.mem, chain, self.cid, &mut self.tx_iovs) {
+                    TxParse::Drop => {
+                        a.tx.add_used(&a.mem, head, 0)?;
+                        continue;
+                    }
+                    TxParse::Reset(hdr) => {
+                        self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
+                        self.muxer.reset_packet(&hdr);
+                        a.tx.add_used(&a.mem, head, 0)?;
+                        continue;
+                    }
+                    TxParse::Packet(hdr, range) => (hdr, range),
+                };
+                let len = hdr.len as usize;
+                if hdr.op == OP_RW && len > 0 {
+                    // Data for the connection being batched joins the batch; anything else
+                    // goes after it.
+                    let token = self.muxer.token_of(&hdr);
+                    if self.batch.token.is_some()
+                        && (self.batch.token != token || !self.batch.has_room(range.len(), len))
+                    {
+                        self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
+                    }
+                    if let Some(token) = self.muxer.accept_direct(&hdr) {
+                        self.batch.token = Some(token);
+                        self.batch.bytes +=
+                            self.tx_iovs.sub(range, HDR_LEN, len, &mut self.batch.iovs);
+                        self.batch.heads.push(head);
+                        continue;
+                    }
+                }
+                self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
+                self.payload.clear();
+                self.tx_iovs.sub(range, HDR_LEN, len, &mut self.payload);
+                self.muxer
+                    .guest_packet(&hdr, &self.payload, 0..self.payload.len(), now);
+                self.payload.clear();
+                a.tx.add_used(&a.mem, head, 0)?;
             }
+            self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
+            self.tx_iovs.clear();
             // With EVENT_IDX, re-enabling notifications tells whether the driver raced us with
             // more packets; without it, one pass is enough (the driver always notifies).
             if !event_idx || !a.tx.enable_notification(&a.mem)? {
@@ -255,39 +293,70 @@ impl Vsock {
     }
 }
 
-/// One TX chain: a header, then `len` bytes of payload, all device-readable.
-fn tx_packet(
-    mem: &GuestMemoryMmap,
-    chain: Chain<'_>,
-    cid: u64,
-    iovs: &mut GuestIovs,
-    payload: &mut GuestIovs,
-    muxer: &mut Muxer,
-    now: Instant,
-) {
+/// What a TX chain holds.
+enum TxParse {
+    /// Nothing we can trust (unusable chain, truncated header, foreign CIDs): dropped.
+    Drop,
+    /// Good addressing, bad contents: answered with an RST.
+    Reset(Header),
+    /// A valid packet; its payload starts `HDR_LEN` bytes into `iovs[range]`.
+    Packet(Header, Range<usize>),
+}
+
+/// Reads and checks a TX chain: a header, then `len` bytes of payload, all device-readable.
+fn parse_tx(mem: &GuestMemoryMmap, chain: Chain<'_>, cid: u64, iovs: &mut GuestIovs) -> TxParse {
     iovs.clear();
-    payload.clear();
-    // Unusable chains (wrong direction, outside RAM) are dropped: without a header we could
-    // trust, there is nobody to answer.
+    // Unusable chains (wrong direction, outside RAM, loops) are dropped: without a header we
+    // could trust, there is nobody to answer.
     let Ok((range, total)) = iovs.push_chain(mem, chain, false) else {
-        return;
+        return TxParse::Drop;
     };
     if total < HDR_LEN {
-        return;
+        return TxParse::Drop;
     }
     let mut bytes = [0u8; HDR_LEN];
     iovs.copy_out(range.clone(), 0, &mut bytes);
     let hdr = Header::from_bytes(&bytes);
     match packet::validate(&hdr, cid, total - HDR_LEN) {
-        Err(Invalid::Drop) => {}
-        Err(Invalid::Reset) => muxer.reset_packet(&hdr),
-        Ok(()) => {
-            iovs.sub(range, HDR_LEN, hdr.len as usize, payload);
-            muxer.guest_packet(&hdr, payload, 0..payload.len(), now);
-        }
+        Err(Invalid::Drop) => TxParse::Drop,
+        Err(Invalid::Reset) => TxParse::Reset(hdr),
+        Ok(()) => TxParse::Packet(hdr, range),
     }
-    iovs.clear();
-    payload.clear();
+}
+
+/// RW packets of one connection, written to its host socket with one sendmsg. Their chains go
+/// back to the driver only after the write: until then the data is read from guest memory.
+struct TxBatch {
+    token: Option<u32>,
+    iovs: GuestIovs,
+    bytes: usize,
+    heads: Vec<u16>,
+}
+
+/// The most bytes one batched write carries.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+impl TxBatch {
+    fn has_room(&self, segments: usize, bytes: usize) -> bool {
+        self.iovs.len() + segments <= iov::MAX_SEGMENTS && self.bytes + bytes <= MAX_BATCH_BYTES
+    }
+
+    fn flush(
+        &mut self,
+        muxer: &mut Muxer,
+        queue: &mut Queue,
+        mem: &GuestMemoryMmap,
+    ) -> std::result::Result<(), virtio_queue::Error> {
+        if let Some(token) = self.token.take() {
+            muxer.write_direct(token, &self.iovs, self.bytes);
+        }
+        self.iovs.clear();
+        self.bytes = 0;
+        for head in self.heads.drain(..) {
+            queue.add_used(mem, head, 0)?;
+        }
+        Ok(())
+    }
 }
 
 fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {

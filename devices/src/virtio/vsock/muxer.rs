@@ -389,6 +389,36 @@ impl Muxer {
         }
     }
 
+    /// The token of the connection a guest packet belongs to.
+    pub fn token_of(&self, hdr: &Header) -> Option<u32> {
+        let key = ConnKey {
+            local_port: hdr.dst_port,
+            peer_port: hdr.src_port,
+        };
+        self.keys.get(&key).copied()
+    }
+
+    /// A validated RW packet that may join a batch written to its host socket in one go: the
+    /// connection's token if it takes it (its bytes are then counted as received), None if the
+    /// packet must go through [`Muxer::guest_packet`].
+    pub fn accept_direct(&mut self, hdr: &Header) -> Option<u32> {
+        let key = ConnKey {
+            local_port: hdr.dst_port,
+            peer_port: hdr.src_port,
+        };
+        let token = *self.keys.get(&key)?;
+        self.conn_mut(token)?.accept_direct(hdr).then_some(token)
+    }
+
+    /// Writes a batch of accepted data for `token` (the whole of `payload`, `bytes` long).
+    pub fn write_direct(&mut self, token: u32, payload: &GuestIovs, bytes: usize) {
+        let verdict = match self.conn_mut(token) {
+            Some(c) => c.write_direct(payload, bytes),
+            None => return,
+        };
+        self.settle(token, verdict);
+    }
+
     /// A guest packet with good addressing but bad contents: reset it (and its connection).
     pub fn reset_packet(&mut self, hdr: &Header) {
         if hdr.op == OP_RST {
