@@ -9,12 +9,13 @@
 # use the host page cache (vmctl: buffered preadv/pwritev, FLUSH = fdatasync; QEMU:
 # cache=writeback,aio=threads). QEMU's cache=none needs O_DIRECT, which tmpfs lacks, and would
 # measure the test host's own disk rather than the device. $BOOTS boots per VMM, alternating, each
-# running $ROUNDS rounds of the three workloads; a row is the median of all rounds.
+# running one warm-up round (not counted) and $ROUNDS rounds of the three workloads; a row is the
+# median of all counted rounds.
 # Prints `ROW <name>|<vmctl>|<qemu>|<unit>|<note>` lines (see resources/bench/io).
 set -euo pipefail
 B=${VMCTL_BUILD:-/build}
 BOOTS=${BLK_BENCH_BOOTS:-2}
-ROUNDS=${BLK_BENCH_ROUNDS:-3}
+ROUNDS=${BLK_BENCH_ROUNDS:-5}
 MIB=${BLK_BENCH_MIB:-256}          # per sequential run
 COUNT=${BLK_BENCH_COUNT:-4000}     # random reads per run
 IMG_MIB=${BLK_BENCH_IMG_MIB:-512}
@@ -52,7 +53,9 @@ I=$tmp/initramfs.img
 IMG=$tmp/disk.img
 dd if=/dev/zero of="$IMG" bs=1M count="$IMG_MIB" status=none
 
-script="for r in \$(seq $ROUNDS); do \
+script="blkbench read /dev/vda 1048576 $MIB >/dev/null; blkbench write /dev/vda 1048576 $MIB >/dev/null; \
+blkbench randread /dev/vda 4096 $COUNT >/dev/null; \
+for r in \$(seq $ROUNDS); do \
 echo SEQREAD \$(blkbench read /dev/vda 1048576 $MIB); \
 echo SEQWRITE \$(blkbench write /dev/vda 1048576 $MIB); \
 echo RANDREAD \$(blkbench randread /dev/vda 4096 $COUNT); \
@@ -93,7 +96,7 @@ for ((b = 1; b <= BOOTS; b++)); do
   if ((b % 2)); then run_side vmctl $b; run_side qemu $b; else run_side qemu $b; run_side vmctl $b; fi
 done
 
-note="guest O_DIRECT; host page cache on both sides (qemu cache=writeback,aio=threads)"
+note="host page cache both sides (qemu cache=writeback,aio=threads)"
 row() {
   local name=$1 tag=$2 unit=$3
   echo "ROW $name|$(median < "$tmp/vmctl.$tag")|$(median < "$tmp/qemu.$tag")|$unit|$note"
