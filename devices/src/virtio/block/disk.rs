@@ -13,9 +13,6 @@ use crate::{Error, Result};
 /// The most iovecs one `preadv`/`pwritev` takes (Linux's UIO_MAXIOV).
 pub const IOV_MAX: usize = 1024;
 
-/// Zeroes written by WRITE_ZEROES when the file system can neither zero nor punch a range.
-static ZEROES: [u8; 64 << 10] = [0; 64 << 10];
-
 pub struct Disk {
     file: File,
     path: PathBuf,
@@ -179,6 +176,9 @@ impl Disk {
     }
 
     /// Makes `len` bytes at `offset` read as zeroes; `may_unmap` allows deallocating them.
+    /// `fallocate(ZERO_RANGE)` where the file system has it; otherwise a punched hole (reads as
+    /// zeroes), allocated again unless `may_unmap` (as QEMU does). Never writes the zeroes
+    /// themselves: a request costs metadata work, not a copy of its size.
     pub fn write_zeroes(&mut self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()> {
         if self.can_zero_range {
             match self.fallocate(
@@ -190,23 +190,9 @@ impl Disk {
                 other => return other,
             }
         }
-        if may_unmap && self.can_punch {
-            return self.punch_hole(offset, len);
-        }
-        self.write_zero_bytes(offset, len)
-    }
-
-    fn write_zero_bytes(&self, offset: u64, len: u64) -> io::Result<()> {
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(ZEROES.len() as u64) as usize;
-            let mut iov = [libc::iovec {
-                iov_base: ZEROES.as_ptr() as *mut libc::c_void,
-                iov_len: n,
-            }];
-            // pwritev only reads through the iovec: the static buffer is never written.
-            self.vectored_at(&mut iov, offset + done, true)?;
-            done += n as u64;
+        self.punch_hole(offset, len)?;
+        if !may_unmap {
+            self.fallocate(libc::FALLOC_FL_KEEP_SIZE, offset, len)?;
         }
         Ok(())
     }
@@ -325,6 +311,34 @@ fn probe_punch_hole(file: &File, size: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_zeroes_without_zero_range_punches_and_reallocates() {
+        use std::os::unix::fs::MetadataExt;
+        let path = std::env::temp_dir().join(format!("vmctl-blk-wz-{}.img", std::process::id()));
+        std::fs::write(&path, vec![0xEEu8; 256 << 10]).unwrap();
+        File::open(&path).unwrap().sync_all().unwrap();
+        let mut disk = Disk::open(&path, false).unwrap();
+        if !disk.can_punch() {
+            let _ = std::fs::remove_file(&path);
+            return; // the temporary directory's file system cannot punch holes
+        }
+        disk.can_zero_range = false;
+        let blocks = || std::fs::metadata(&path).unwrap().blocks();
+        let full = blocks();
+        // Without unmap: zeroes, still allocated.
+        disk.write_zeroes(0, 64 << 10, false).unwrap();
+        assert_eq!(blocks(), full);
+        // With unmap: zeroes, deallocated.
+        disk.write_zeroes(128 << 10, 64 << 10, true).unwrap();
+        assert!(blocks() < full);
+        let data = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(data[..64 << 10].iter().all(|&b| b == 0));
+        assert!(data[64 << 10..128 << 10].iter().all(|&b| b == 0xEE));
+        assert!(data[128 << 10..192 << 10].iter().all(|&b| b == 0));
+        assert!(data[192 << 10..].iter().all(|&b| b == 0xEE));
+    }
 
     #[test]
     fn advance_skips_whole_and_partial_iovecs() {

@@ -7,13 +7,16 @@ use virtio_queue::{QueueOwnedT, QueueT};
 
 use super::device::{Active, Block};
 
-/// Requests served per turn of the event loop. A guest that keeps refilling the queue from another
-/// vCPU would otherwise keep the loop here forever, starving the other devices and the VMM's own
-/// stop event; past the budget the device re-arms its eventfd and comes back on the next turn.
+/// Requests, and data bytes, served per turn of the event loop. A guest that keeps refilling the
+/// queue from another vCPU (or sends huge requests) would otherwise keep the loop here for long,
+/// starving the other devices and the VMM's own stop event; past either budget the device re-arms
+/// its eventfd and comes back on the next turn.
 pub(super) const BUDGET: usize = 128;
+pub(super) const BYTE_BUDGET: u64 = 64 << 20;
 
 impl Block {
-    /// Serves the requests the driver made available (at most [`BUDGET`]), returns them as used
+    /// Serves the requests the driver made available (within [`BUDGET`] and [`BYTE_BUDGET`]),
+    /// returns them as used
     /// and interrupts the driver if it asked to be. A queue the driver broke (an available index
     /// out of range, a head index past the ring, rings outside guest memory) stops the device:
     /// DEVICE_NEEDS_RESET.
@@ -33,6 +36,7 @@ impl Block {
         let mem = &*mem;
         let handler = &mut self.handler;
         let mut served = 0;
+        let bytes_before = handler.stats.bytes;
         let result = (|| -> Result<bool, virtio_queue::Error> {
             let event_idx = queue.event_idx_enabled();
             loop {
@@ -44,7 +48,7 @@ impl Block {
                     let written = handler.handle(mem, chain);
                     queue.add_used(mem, head, written)?;
                     served += 1;
-                    if served == BUDGET {
+                    if served == BUDGET || handler.stats.bytes - bytes_before >= BYTE_BUDGET {
                         return Ok(true);
                     }
                 }

@@ -44,6 +44,9 @@ const QUEUE_SIZE: u16 = 256;
 const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
 /// Largest data segment (`size_max`).
 const SIZE_MAX: u32 = 1 << 20;
+/// Largest read or write: what a driver that honours `seg_max` and `size_max` can send (Linux
+/// sends at most 1.25 MiB unless told otherwise); anything larger fails.
+const MAX_REQUEST_BYTES: u64 = SEG_MAX as u64 * SIZE_MAX as u64;
 /// Ranges per DISCARD / WRITE_ZEROES request, and sectors per range.
 const MAX_DISCARD_SEGMENTS: usize = 32;
 const MAX_DISCARD_SECTORS: u32 = 1 << 22;

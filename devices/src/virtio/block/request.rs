@@ -8,8 +8,8 @@ use vm_memory::{ByteValued, Bytes, GuestMemoryBackend, Le32, Le64};
 use super::chain::{ChainError, IoVecs, Layout};
 use super::disk::Disk;
 use super::{
-    MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS, MAX_WRITE_ZEROES_SECTORS, SECTOR_SHIFT, SECTOR_SIZE,
-    SERIAL_LEN,
+    MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS, MAX_REQUEST_BYTES, MAX_WRITE_ZEROES_SECTORS,
+    SECTOR_SHIFT, SECTOR_SIZE, SERIAL_LEN,
 };
 use crate::virtio::queue::Chain;
 use crate::virtio::GuestMemoryMmap;
@@ -65,6 +65,8 @@ const RANGE_FLAG_UNMAP: u32 = 1;
 pub struct Stats {
     pub requests: u64,
     pub errors: u64,
+    /// Data bytes moved between the disk and guest memory.
+    pub bytes: u64,
     pub unanswerable: u64,
 }
 
@@ -139,13 +141,14 @@ impl Handler {
                     return Err(status::IOERR);
                 }
                 let len = layout.writable_len();
-                let offset = self.check_range(sector, len)?;
+                let offset = self.check_io(sector, len)?;
                 layout
                     .writable_iovecs(mem, &mut self.iovs)
                     .map_err(chain_status)?;
                 self.disk
                     .read_at(self.iovs.as_mut_slice(), offset)
                     .map_err(|_| status::IOERR)?;
+                self.stats.bytes += len;
                 // len <= the chain's total length, which the queue crate keeps below 2^32.
                 Ok(u32::try_from(len).unwrap_or(u32::MAX))
             }
@@ -156,14 +159,15 @@ impl Handler {
                 if self.disk.read_only() {
                     return Err(status::IOERR);
                 }
-                let len = layout.readable_len() - HEADER_LEN;
-                let offset = self.check_range(sector, len)?;
+                let len = layout.readable_len().saturating_sub(HEADER_LEN);
+                let offset = self.check_io(sector, len)?;
                 layout
                     .readable_iovecs(mem, HEADER_LEN, &mut self.iovs)
                     .map_err(chain_status)?;
                 self.disk
                     .write_at(self.iovs.as_mut_slice(), offset)
                     .map_err(|_| status::IOERR)?;
+                self.stats.bytes += len;
                 Ok(0)
             }
             kind::FLUSH => {
@@ -189,6 +193,15 @@ impl Handler {
         }
     }
 
+    /// As `check_range`, for the data of a read or write: also at most what the driver was told
+    /// a request may carry (`seg_max` segments of `size_max` bytes).
+    fn check_io(&self, sector: u64, len: u64) -> Result<u64, u8> {
+        if len > MAX_REQUEST_BYTES {
+            return Err(status::IOERR);
+        }
+        self.check_range(sector, len)
+    }
+
     /// The byte offset of `len` bytes at `sector`, if that is a whole number of sectors inside
     /// the disk.
     fn check_range(&self, sector: u64, len: u64) -> Result<u64, u8> {
@@ -207,7 +220,7 @@ impl Handler {
         if layout.writable_len() != 0 {
             return Err(status::IOERR);
         }
-        let data = layout.readable_len() - HEADER_LEN;
+        let data = layout.readable_len().saturating_sub(HEADER_LEN);
         let count = data / RANGE_LEN;
         if !data.is_multiple_of(RANGE_LEN) || count == 0 || count > MAX_DISCARD_SEGMENTS as u64 {
             return Err(status::IOERR);

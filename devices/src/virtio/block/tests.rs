@@ -399,6 +399,44 @@ fn a_full_ring_is_served_in_turns_of_the_event_loop() {
 }
 
 #[test]
+fn huge_requests_are_refused_and_big_ones_share_the_event_loop() {
+    // Arrange: a sparse 48 MiB image; reads of 48 MiB made of 48 descriptors over one 1 MiB
+    // guest buffer (guest memory is 2 MiB).
+    let img = Image::new(&[]);
+    std::fs::File::options()
+        .write(true)
+        .open(img.path())
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    let mut d = Driver::new(Block::new(config(&img, false)).unwrap());
+    // Larger than seg_max * size_max: refused before anything is mapped or read.
+    d.header(HDR, kind::IN, 0);
+    let head = d.chain(&[
+        (HDR, 16, false),
+        (0xdead_0000_0000, (MAX_REQUEST_BYTES + 512) as u32, true),
+        (STATUS, 1, true),
+    ]);
+    assert_eq!(d.serve(head), (status::IOERR, 1));
+    let mut bufs = vec![(HDR, 16u32, false)];
+    bufs.extend(std::iter::repeat_n((DATA, 1u32 << 20, true), 48));
+    bufs.push((STATUS, 1, true));
+    for _ in 0..3 {
+        d.chain(&bufs);
+    }
+    // Act
+    d.run();
+    let first: Vec<_> = std::iter::from_fn(|| d.used()).collect();
+    // Assert: two requests (96 MiB) pass the 64 MiB budget; the third waits for the next turn.
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|&(_, len)| len == (48 << 20) + 1));
+    assert_eq!(d.dev.queue_event().read().unwrap(), 1, "re-armed");
+    d.run();
+    assert_eq!(d.used().map(|(_, len)| len), Some((48 << 20) + 1));
+    assert_eq!(d.dev.stats().bytes, 3 * (48 << 20));
+}
+
+#[test]
 fn get_id_returns_the_serial_zero_padded() {
     let (_img, mut d) = driver(&[0u8; 512], false);
     d.fill(DATA, &[0xFF; 20]);
