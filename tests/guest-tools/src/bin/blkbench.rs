@@ -150,7 +150,7 @@ fn main() {
         die(usage);
     }
     let bs = number(&args[2], "block size") as usize;
-    if bs == 0 || bs % 512 != 0 {
+    if bs == 0 || !bs.is_multiple_of(512) {
         die("the block size must be a positive multiple of 512");
     }
     let amount = number(&args[3], "amount");
