@@ -171,6 +171,16 @@ fn host_tool_bg(args: &[&str]) -> Child {
         .expect("starting vsock-test on the host")
 }
 
+/// Waits for a background host tool, killing it after `timeout` (its output so far is kept).
+fn finish_bg(mut child: Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("host vsock-test output")
+}
+
 /// The `conn I ...` result lines of vsock-test output, by connection and verb.
 fn results(lines: &[String]) -> HashMap<(usize, String), String> {
     let mut out = HashMap::new();
@@ -314,8 +324,9 @@ fn guest_to_host_16_streams_and_100_mib_with_checksums() {
     let mut vm = Vm::start(&uds, &initrd, &script);
     vm.wait_for("GUEST-DONE", TIMEOUT);
     let (code, stderr, console) = vm.finish(Duration::from_secs(60));
-    let host16 = host16.wait_with_output().expect("host listener");
-    let host_big = host_big.wait_with_output().expect("host listener");
+    // The guest is done: the listeners have their streams or never will.
+    let host16 = finish_bg(host16, Duration::from_secs(60));
+    let host_big = finish_bg(host_big, Duration::from_secs(60));
     let (h16, hbig) = (
         String::from_utf8_lossy(&host16.stdout).into_owned(),
         String::from_utf8_lossy(&host_big.stdout).into_owned(),
@@ -379,7 +390,7 @@ fn mid_stream_closes_and_refused_connections_leave_the_vmm_working() {
     let guest_cut = vm.wait_for("conn 0 recv", TIMEOUT);
     let aborted = vm.wait_for("conn 0 aborted after ", TIMEOUT);
     vm.wait_for("ABANDON-DONE", TIMEOUT);
-    let abandoned = host_abandon.wait_with_output().expect("host listener");
+    let abandoned = finish_bg(host_abandon, Duration::from_secs(60));
     // And afterwards a new connection works.
     vm.wait_for("listening", TIMEOUT);
     let target = format!("hybrid:{}:1236", s(&uds));

@@ -187,7 +187,7 @@ fn listen(addr: &Addr, backlog: usize) -> io::Result<OwnedFd> {
                 )
             })?;
             // SAFETY: listen(2) on our socket.
-            check(unsafe { libc::listen(fd.as_raw_fd(), backlog.max(16) as libc::c_int) })?;
+            check(unsafe { libc::listen(fd.as_raw_fd(), backlog.max(128) as libc::c_int) })?;
             Ok(fd)
         }
         Addr::Unix(path) => {
@@ -199,7 +199,7 @@ fn listen(addr: &Addr, backlog: usize) -> io::Result<OwnedFd> {
                 libc::bind(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len)
             })?;
             // SAFETY: listen(2) on our socket.
-            check(unsafe { libc::listen(fd.as_raw_fd(), backlog.max(16) as libc::c_int) })?;
+            check(unsafe { libc::listen(fd.as_raw_fd(), backlog.max(128) as libc::c_int) })?;
             Ok(fd)
         }
         Addr::Hybrid { .. } => Err(io::Error::from_raw_os_error(libc::EINVAL)),
@@ -547,7 +547,11 @@ fn run_connect(addr: &Addr, o: &Opts) -> bool {
                     let fd = loop {
                         match connect(addr) {
                             Ok(fd) => break Ok(fd),
-                            Err(e) if refused(&e) && Instant::now() < deadline => {
+                            // Refused, or the hybrid socket is not there yet (VMM starting).
+                            Err(e)
+                                if (refused(&e) || e.raw_os_error() == Some(libc::ENOENT))
+                                    && Instant::now() < deadline =>
+                            {
                                 std::thread::sleep(Duration::from_millis(100));
                             }
                             Err(e) => break Err(e),
