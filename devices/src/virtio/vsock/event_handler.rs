@@ -40,6 +40,20 @@ impl Vsock {
             }
         }
         self.muxer.registrations.clear();
+        let listener = self.muxer.listener_fd();
+        match self.muxer.listener_change.take() {
+            Some(false) => {
+                let _ = ops.remove(Events::empty_raw(listener));
+            }
+            Some(true) => {
+                let _ = ops.add(Events::with_data_raw(
+                    listener,
+                    TOKEN_LISTENER,
+                    EventSet::IN,
+                ));
+            }
+            None => {}
+        }
         for stream in self.muxer.graveyard.drain(..) {
             // Fails harmlessly for a socket that never got registered.
             let _ = ops.remove(Events::empty(&stream));

@@ -23,6 +23,8 @@ use crate::Result;
 pub const MAX_CONNECTIONS: usize = 1024;
 /// RSTs for unknown connections waiting for RX buffers at most; more are dropped.
 const MAX_PENDING_RSTS: usize = 1024;
+/// How long the listener is left alone after accept(2) failed (EMFILE and the like).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 /// How long a host connection may take to send its `CONNECT <port>` line.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Host ports of host-initiated connections are picked round-robin in [2^30, 2^31), as
@@ -85,6 +87,9 @@ pub struct Muxer {
     /// Host sockets to remove from the event loop, then close.
     pub graveyard: Vec<UnixStream>,
     timers_dirty: bool,
+    accept_paused_until: Option<Instant>,
+    /// The listener must leave (false) or rejoin (true) the event loop.
+    pub listener_change: Option<bool>,
 }
 
 impl Muxer {
@@ -104,6 +109,8 @@ impl Muxer {
             registrations: Vec::new(),
             graveyard: Vec::new(),
             timers_dirty: false,
+            accept_paused_until: None,
+            listener_change: None,
         })
     }
 
@@ -238,8 +245,15 @@ impl Muxer {
         loop {
             let stream = match self.listener.accept() {
                 Ok(Some(s)) => s,
-                // Nothing more (or a transient error such as EMFILE): stop for now.
-                Ok(None) | Err(_) => return,
+                Ok(None) => return,
+                Err(_) => {
+                    // Out of descriptors or memory: the connection stays in the backlog and the
+                    // listener readable, so stop watching it for a while instead of spinning.
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    self.listener_change = Some(false);
+                    self.timers_dirty = true;
+                    return;
+                }
             };
             if self.live >= self.max_connections {
                 // Closed at once: the host program sees EOF.
@@ -436,6 +450,11 @@ impl Muxer {
 
     /// Ends whatever expired by `now`.
     pub fn timeouts(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.listener_change = Some(true);
+            self.timers_dirty = true;
+        }
         for slot in 0..self.slots.len() {
             let Some(s) = self.slots.get_mut(slot) else {
                 continue;
@@ -465,7 +484,11 @@ impl Muxer {
     }
 
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.slots.iter().filter_map(|s| s.expiry_seen).min()
+        self.slots
+            .iter()
+            .filter_map(|s| s.expiry_seen)
+            .chain(self.accept_paused_until)
+            .min()
     }
 
     /// Whether anything waits for guest RX buffers.
@@ -613,4 +636,46 @@ fn read_into_chains(
         left -= take;
     }
     Verdict::Keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paused_listener_is_watched_again_after_the_backoff() {
+        let dir = std::env::temp_dir().join(format!("vmctl-vsock-muxer-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let mut m = Muxer::new(3, &dir.join("v.sock")).unwrap();
+        let t0 = Instant::now();
+        // What a failing accept(2) leaves behind.
+        m.accept_paused_until = Some(t0 + ACCEPT_BACKOFF);
+        assert_eq!(m.next_expiry(), Some(t0 + ACCEPT_BACKOFF));
+        m.timeouts(t0);
+        assert_eq!(m.listener_change, None);
+        m.timeouts(t0 + ACCEPT_BACKOFF);
+        assert_eq!(m.listener_change, Some(true));
+        assert_eq!(m.next_expiry(), None);
+        drop(m);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn local_ports_are_unique_and_wrap() {
+        let dir = std::env::temp_dir().join(format!("vmctl-vsock-ports-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let mut m = Muxer::new(3, &dir.join("v.sock")).unwrap();
+        m.next_local_port = LOCAL_PORT_END - 1;
+        let a = m.alloc_local_port().unwrap();
+        let b = m.alloc_local_port().unwrap();
+        assert_eq!((a, b), (LOCAL_PORT_END - 1, LOCAL_PORT_FIRST));
+        m.next_local_port = LOCAL_PORT_END - 1;
+        assert_eq!(
+            m.alloc_local_port(),
+            Some(LOCAL_PORT_FIRST + 1),
+            "ports in use are skipped"
+        );
+        drop(m);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
