@@ -13,7 +13,7 @@
 # Prints `ROW <name>|<vmctl>|<qemu>|MB/s|<note>` lines (see resources/bench/io).
 set -euo pipefail
 B=${VMCTL_BUILD:-/build}
-ROUNDS=${VSOCK_BENCH_ROUNDS:-2}
+ROUNDS=${VSOCK_BENCH_ROUNDS:-4}
 PAIRS=${VSOCK_BENCH_PAIRS:-3}
 MIB=${VSOCK_BENCH_MIB:-64}
 MEM=512
