@@ -122,6 +122,7 @@ pub struct Connection {
 
 impl Connection {
     fn new(key: ConnKey, guest_cid: u64, stream: UnixStream, state: State, pending: u8) -> Self {
+        unix::tune(&stream, 2 * CONN_BUF_ALLOC as usize);
         Connection {
             key,
             guest_cid,

@@ -105,6 +105,24 @@ impl Drop for HostListener {
     }
 }
 
+/// Lets the host socket hold a whole credit's worth of guest data: the kernel's default send
+/// buffer (net.core.wmem_default, ~208 KiB) is smaller than the 256 KiB we let the guest send
+/// ahead, so writes would stop short and the rest take a detour through our own buffer. The
+/// kernel caps the request at net.core.wmem_max (and doubles it for its bookkeeping).
+pub fn tune(stream: &UnixStream, sndbuf: usize) {
+    let v = libc::c_int::try_from(sndbuf).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt with a pointer to a c_int and its size; failure only keeps the default.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Where a guest connection to host port `port` goes: `<uds_path>_<port>`.
 pub fn port_path(uds_path: &Path, port: u32) -> PathBuf {
     let mut s = uds_path.as_os_str().to_owned();
