@@ -499,6 +499,7 @@ fn unusable_socket_paths_give_one_error_line() {
         let line = out.single_error_line();
         assert!(line.contains(s(&path)), "{}", out.describe());
         assert!(mentions_any(line, words), "{}", out.describe());
+        assert!(!line.contains("os error"), "{}", out.describe());
     }
     assert_eq!(
         std::fs::read(&file).expect("the regular file"),

@@ -27,22 +27,21 @@ impl HostListener {
     /// Listens on `path`. A socket file left behind by a VMM that is gone is replaced; a socket
     /// somebody still listens on, or a file that is not a socket, is an error.
     pub fn bind(path: &Path) -> Result<HostListener> {
+        let fail =
+            |what: String| move |e: io::Error| Error::Invalid(format!("{what}: {}", describe(&e)));
         let what = || format!("cannot listen on {}", path.display());
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
                 if UnixStream::connect(path).is_ok() {
-                    return Err(Error::Io {
-                        what: what(),
-                        source: io::Error::new(
-                            io::ErrorKind::AddrInUse,
-                            "another process is listening there",
-                        ),
-                    });
+                    return Err(Error::Invalid(format!(
+                        "{}: another process is listening there",
+                        what()
+                    )));
                 }
-                std::fs::remove_file(path).map_err(|source| Error::Io {
-                    what: format!("cannot remove the stale socket {}", path.display()),
-                    source,
-                })?;
+                std::fs::remove_file(path).map_err(fail(format!(
+                    "cannot remove the stale socket {}",
+                    path.display()
+                )))?;
             }
             Ok(_) => {
                 return Err(Error::Invalid(format!(
@@ -51,25 +50,11 @@ impl HostListener {
                 )))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(Error::Io {
-                    what: what(),
-                    source,
-                })
-            }
+            Err(e) => return Err(fail(what())(e)),
         }
-        let listener = UnixListener::bind(path).map_err(|source| Error::Io {
-            what: what(),
-            source,
-        })?;
-        listener.set_nonblocking(true).map_err(|source| Error::Io {
-            what: what(),
-            source,
-        })?;
-        let meta = std::fs::symlink_metadata(path).map_err(|source| Error::Io {
-            what: what(),
-            source,
-        })?;
+        let listener = UnixListener::bind(path).map_err(fail(what()))?;
+        listener.set_nonblocking(true).map_err(fail(what()))?;
+        let meta = std::fs::symlink_metadata(path).map_err(fail(what()))?;
         Ok(HostListener {
             listener,
             path: path.to_path_buf(),
@@ -120,6 +105,15 @@ pub fn tune(stream: &UnixStream, sndbuf: usize) {
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
+    }
+}
+
+/// An I/O error as a user reads it: the system's message without Rust's " (os error N)".
+fn describe(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }
 
