@@ -7,9 +7,8 @@ SHARE := $(BUILD)/share/vmctl
 CARGO ?= cargo
 GUEST_TARGET := x86_64-unknown-linux-gnu
 
-
 .PHONY: all deps build vmctl agent guest-tools kernel initramfs testguests testbins testhost demo test \
-        test-unit test-tiny test-linux test-harness lint bench clean
+        test-harness lint bench clean
 
 all: build
 
@@ -54,6 +53,9 @@ testbins:
 
 testhost:
 	resources/testhost/build
+
+test-harness: testhost
+	resources/testhost/test-harness
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(
   qemu-system-x86 qemu-utils     # the test host (TCG) and the benchmark peer
-  linux-source bc flex bison libelf-dev libssl-dev xz-utils  # the guest kernel
+  linux-source bc flex bison libelf-dev libssl-dev xz-utils lz4  # the guest kernel
   busybox-static cpio            # the initramfs
   e2fsprogs erofs-utils          # disk images
   debootstrap                    # the test host's root filesystem
@@ -11,7 +11,6 @@ pkgs=(
 )
 missing=()
 for p in "${pkgs[@]}"; do
-  [ "${p:0:1}" = "#" ] && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

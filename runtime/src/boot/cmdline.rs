@@ -4,16 +4,28 @@
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
 
 /// The command line: the user's (or the default), then the COMMAND as
-/// `vmctl.cmd=<base64url of argv joined by NUL>` for the guest's init.
-pub fn build(user: Option<&str>, command: &[String]) -> String {
+/// `vmctl.cmd=<base64url of argv joined by NUL>` for the guest's init. With `terminal` (the
+/// host's $TERM when stdin is a terminal), `vmctl.tty=1 TERM=...` ask init for a cooked console.
+pub fn build(user: Option<&str>, command: &[String], terminal: Option<&str>) -> String {
     let mut line = user.unwrap_or(DEFAULT_CMDLINE).trim().to_owned();
     if !command.is_empty() {
-        let joined = command.join("\0");
-        if !line.is_empty() {
-            line.push(' ');
+        let mut push = |s: &str| {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(s);
+        };
+        if let Some(term) = terminal {
+            push("vmctl.tty=1");
+            // A TERM with spaces or quotes cannot travel on the command line; init defaults it.
+            if !term.is_empty() && term.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+                push(&format!("TERM={term}"));
+            }
         }
-        line.push_str("vmctl.cmd=");
-        line.push_str(&base64url(joined.as_bytes()));
+        push(&format!(
+            "vmctl.cmd={}",
+            base64url(command.join("\0").as_bytes())
+        ));
     }
     line
 }
@@ -53,7 +65,7 @@ mod tests {
 
     #[test]
     fn command_is_appended_to_the_default() {
-        let line = build(None, &["uname".into(), "-r".into()]);
+        let line = build(None, &["uname".into(), "-r".into()], None);
         assert_eq!(
             line,
             format!("{DEFAULT_CMDLINE} vmctl.cmd={}", base64url(b"uname\0-r"))
@@ -62,6 +74,20 @@ mod tests {
 
     #[test]
     fn user_cmdline_replaces_the_default_whole() {
-        assert_eq!(build(Some("status=3"), &[]), "status=3");
+        assert_eq!(build(Some("status=3"), &[], Some("xterm")), "status=3");
+    }
+
+    #[test]
+    fn a_terminal_asks_for_a_cooked_console() {
+        let line = build(Some("quiet"), &["sh".into()], Some("xterm-256color"));
+        assert_eq!(
+            line,
+            format!(
+                "quiet vmctl.tty=1 TERM=xterm-256color vmctl.cmd={}",
+                base64url(b"sh")
+            )
+        );
+        let odd = build(Some(""), &["sh".into()], Some("bad term"));
+        assert_eq!(odd, format!("vmctl.tty=1 vmctl.cmd={}", base64url(b"sh")));
     }
 }

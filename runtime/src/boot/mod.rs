@@ -69,14 +69,24 @@ pub fn run(args: BootArgs, start: Instant) -> Result<u8, Error> {
         (None, Some(_)) if has_command => Some(assets::default_initrd()?),
         (None, Some(_)) => None,
     };
-    let cmdline = cmdline::build(args.cmdline.as_deref(), &args.command);
+    // A terminal on stdin makes the session interactive: raw host terminal, keystrokes forwarded,
+    // Ctrl-] to quit, and (with a COMMAND) a cooked guest console. Without one, a COMMAND gets a
+    // raw console that passes its output byte for byte, and no input: a serial line cannot carry
+    // an end of file, so piped input would leave the command waiting.
+    let interactive = is_tty(0);
+    let terminal = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
+    let cmdline = cmdline::build(
+        args.cmdline.as_deref(),
+        &args.command,
+        interactive.then_some(terminal.as_str()),
+    );
 
     let stdout = std::io::stdout()
         .as_fd()
         .try_clone_to_owned()
         .map_err(Error::Console)?;
     let stdin = std::io::stdin();
-    let interactive = !has_command && is_tty(0);
+    let input = (interactive || !has_command).then(|| std::os::fd::AsRawFd::as_raw_fd(&stdin));
     let stop = Arc::new(StopSignal::new().map_err(Error::Console)?);
     let timeline = Arc::new(Timeline::new(start, args.timings));
     let config = VmConfig {
@@ -87,7 +97,7 @@ pub fn run(args: BootArgs, start: Instant) -> Result<u8, Error> {
         memory_mib: args.memory,
         console: ConsoleConfig {
             output: Box::new(std::fs::File::from(stdout)),
-            input: Some(std::os::fd::AsRawFd::as_raw_fd(&stdin)),
+            input,
             escape: interactive.then_some(ESCAPE_KEY),
         },
         devices: devices::collect(args.disk, args.pmem, args.net, args.vsock),

@@ -11,6 +11,9 @@ use super::base64url::{self, DecodeError};
 pub const CMD_PARAM: &str = "vmctl.cmd=";
 /// The terminal type given to the workload, when the command line has one.
 pub const TERM_PARAM: &str = "TERM=";
+/// `vmctl.tty=1`: the host side is a terminal; keep the console a cooked terminal for the command
+/// (echo, line editing, Ctrl-C) instead of a raw byte pipe.
+pub const TTY_PARAM: &str = "vmctl.tty=";
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CmdError {
@@ -27,6 +30,8 @@ pub struct BootArgs {
     pub cmd: Option<String>,
     /// The value of the last `TERM=`, if any.
     pub term: Option<String>,
+    /// The last `vmctl.tty=` was `1`.
+    pub tty: bool,
 }
 
 impl BootArgs {
@@ -40,6 +45,8 @@ impl BootArgs {
                 args.cmd = Some(v.to_owned());
             } else if let Some(v) = param.strip_prefix(TERM_PARAM) {
                 args.term = Some(v.to_owned());
+            } else if let Some(v) = param.strip_prefix(TTY_PARAM) {
+                args.tty = v == "1";
             }
         }
         args
@@ -139,6 +146,9 @@ mod tests {
 
     #[test]
     fn similar_names_are_not_ours() {
+        let tty = BootArgs::parse("vmctl.tty=1 vmctl.cmd=dHJ1ZQ");
+        assert!(tty.tty);
+        assert!(!BootArgs::parse("vmctl.tty=0").tty);
         let a = BootArgs::parse("xvmctl.cmd=Zm9v vmctl.cmdline=Zm9v MYTERM=x");
         assert_eq!(a, BootArgs::default());
     }

@@ -2,7 +2,8 @@
 //! default init"):
 //!
 //! - writes boot marker 0x60 to port 0x80, mounts proc, sysfs, devtmpfs, devpts, /dev/shm, /tmp, /run;
-//! - with `vmctl.cmd=` on the kernel command line: console in raw mode, runs the command on the
+//! - with `vmctl.cmd=` on the kernel command line: console in raw mode (cooked with `vmctl.tty=1`,
+//!   when the host side is a terminal), runs the command on the
 //!   console, reaps it, drains the console and reports the status (exit code, 128+N for signal N,
 //!   127 when it cannot be run) with a 1-byte OUT to port 0x501; resets if that does not end the VM;
 //! - without it: an interactive shell on /dev/ttyS0 (session leader, controlling tty); when it exits,
@@ -70,7 +71,7 @@ fn start() -> Result<Infallible, Error> {
     let args = BootArgs::parse(&cmdline);
     let signals = SignalSet::block(&SIGNALS).map_err(Error::Signals)?;
     match args.argv() {
-        Some(argv) => run_command(argv?, args.term, &signals),
+        Some(argv) => run_command(argv?, args.term, args.tty, &signals),
         None => run_shell(args.term, &signals),
     }
 }
@@ -140,33 +141,45 @@ fn environment(term: Option<&str>) -> Vec<(&'static str, String)> {
 fn run_command(
     argv: Vec<OsString>,
     term: Option<String>,
+    tty: bool,
     signals: &SignalSet,
 ) -> Result<Infallible, Error> {
-    if sys::isatty(0) {
+    if sys::isatty(0) && !tty {
         sys::make_raw(0).map_err(Error::RawMode)?;
     }
+    // PID 1 leads the console's session and the command runs as its foreground process group.
+    // Were the command the session leader, its exit would hang the console up, and the kernel
+    // would throw away output still queued for the serial line.
+    let _ = sys::set_ignored(libc::SIGTTOU, true);
+    let _ = sys::setsid();
+    let _ = sys::set_controlling_tty(0);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
         .envs(environment(term.as_deref()))
-        .current_dir("/");
+        .current_dir("/")
+        .process_group(0);
     // SAFETY: the closure runs in the forked child before exec; it only makes system calls.
     unsafe {
         cmd.pre_exec(|| {
-            // Its own session, so that it and its children can be signalled as a group; the console
-            // becomes its controlling terminal when the kernel allows it (/dev/tty, job control).
-            sys::setsid()?;
-            let _ = sys::set_controlling_tty(0);
-            Ok(())
+            // Foreground before exec (the parent does it too, whoever runs first): reads from the
+            // console must not stop it with SIGTTIN. SIGTTOU is ignored while doing so.
+            let _ = sys::tcsetpgrp(0, sys::getpid());
+            sys::set_ignored(libc::SIGTTOU, false)
         });
     }
     let status = match cmd.spawn() {
-        Ok(child) => wait_for(child.id(), signals)?,
+        Ok(child) => {
+            let _ = sys::tcsetpgrp(0, child.id() as libc::pid_t);
+            wait_for(child.id(), signals)?
+        }
         Err(e) => {
             say(format_args!("cannot run {:?}: {e}", argv[0]));
             status::CANNOT_RUN
         }
     };
+    // Back in the foreground (allowed: SIGTTOU is ignored) before draining the console.
+    let _ = sys::tcsetpgrp(0, sys::getpid());
     let _ = sys::tcdrain(1);
     report(status)
 }

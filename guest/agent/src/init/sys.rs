@@ -133,6 +133,29 @@ pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// tcsetpgrp(3): makes `pgrp` the foreground process group of the terminal `fd`.
+pub fn tcsetpgrp(fd: RawFd, pgrp: libc::pid_t) -> io::Result<()> {
+    // SAFETY: tcsetpgrp only takes a descriptor and a process group id.
+    check(unsafe { libc::tcsetpgrp(fd, pgrp) })?;
+    Ok(())
+}
+
+/// The calling process's id.
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// Sets the disposition of `sig` to ignored (`ignore`) or back to the default.
+pub fn set_ignored(sig: c_int, ignore: bool) -> io::Result<()> {
+    let handler = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: SIG_IGN and SIG_DFL are not handlers that run code.
+    if unsafe { libc::signal(sig, handler) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A set of signals, blocked for the whole life of PID 1 and taken with [`SignalSet::wait`].
 pub struct SignalSet(libc::sigset_t);
 
