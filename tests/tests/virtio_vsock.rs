@@ -56,14 +56,13 @@ struct Vm {
 }
 
 impl Vm {
-    /// Boots the project's kernel with vsock-test in the initramfs and `--vsock cid=3,socket=uds`.
-    /// One vCPU: with two, the end of the console output is sometimes lost (a console problem
-    /// that has nothing to do with vsock, seen with plain `echo` loops too).
+    /// Boots the project's kernel with vsock-test in the initramfs and `--vsock cid=3,socket=uds`
+    /// (2 vCPUs: the guest's streams run in parallel).
     fn start(uds: &Path, initrd: &Path, script: &str) -> Vm {
         let mut child = Command::new(vmctl())
             .arg("boot")
             .args(["--kernel", s(&vmlinux()), "--initrd", s(initrd)])
-            .args(["--memory", "512", "--cpus", "1"])
+            .args(["--memory", "512", "--cpus", "2"])
             .args(["--vsock", &format!("cid={CID},socket={}", s(uds))])
             .args(["--", "sh", "-c", script])
             .stdin(Stdio::null())
