@@ -32,6 +32,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let start = Instant::now();
+    raise_fd_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -44,6 +45,22 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("vmctl: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Devices hold a descriptor per connection (vsock allows 1024 at once): lift the soft limit on
+/// open files to the hard one. Best effort: the limit only bounds how many connections fit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

@@ -165,7 +165,8 @@ fn run_command(
             // Foreground before exec (the parent does it too, whoever runs first): reads from the
             // console must not stop it with SIGTTIN. SIGTTOU is ignored while doing so.
             let _ = sys::tcsetpgrp(0, sys::getpid());
-            sys::set_ignored(libc::SIGTTOU, false)
+            sys::set_ignored(libc::SIGTTOU, false)?;
+            sys::unblock_all_signals()
         });
     }
     let status = match cmd.spawn() {
@@ -206,7 +207,8 @@ fn run_shell(term: Option<String>, signals: &SignalSet) -> Result<Infallible, Er
         cmd.pre_exec(|| {
             // a session leader with the serial line as its controlling terminal: job control works
             sys::setsid()?;
-            sys::set_controlling_tty(0)
+            sys::set_controlling_tty(0)?;
+            sys::unblock_all_signals()
         });
     }
     let child = cmd.spawn().map_err(|source| Error::Shell {

@@ -156,6 +156,17 @@ pub fn set_ignored(sig: c_int, ignore: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Unblocks every signal in the calling thread: a program started by PID 1 must not inherit the
+/// signals PID 1 keeps blocked for itself.
+pub fn unblock_all_signals() -> io::Result<()> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given, which is valid for writes.
+    check(unsafe { libc::sigemptyset(set.as_mut_ptr()) })?;
+    // SAFETY: sigemptyset succeeded, so the set is initialised; the old mask is not wanted.
+    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) })?;
+    Ok(())
+}
+
 /// A set of signals, blocked for the whole life of PID 1 and taken with [`SignalSet::wait`].
 pub struct SignalSet(libc::sigset_t);
 
