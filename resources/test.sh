@@ -25,7 +25,8 @@ bins=$(cd build/tests && find . -maxdepth 1 -type f -perm -u+x -printf '%f\n' | 
 runner='rc=0; for t in '"$bins"'; do echo "--- $t"; "$TESTS/$t" --test-threads=2 || { echo "FAILED: $t"; rc=1; }; done; exit $rc'
 if reason=$(resources/testhost/need-testhost); then
   echo "running them inside the test host: $reason"
-  resources/testhost/run -e TESTS=/build/tests -- bash -c "$runner" || failed+=(linux-tests)
+  # bounded well inside CI's 90 minutes (the suite takes ~6 min in the test host)
+  TESTHOST_TIMEOUT=${TESTHOST_TIMEOUT:-2400} resources/testhost/run -e TESTS=/build/tests -- bash -c "$runner" || failed+=(linux-tests)
 else
   echo "running them directly: $reason"
   TESTS=$PWD/build/tests bash -c "$runner" || failed+=(linux-tests)
