@@ -19,7 +19,7 @@ pub use interrupt::Interrupt;
 pub use mmio::MmioTransport;
 
 /// Guest memory as devices see it.
-pub type GuestMemoryMmap = vm_memory::GuestMemoryMmap<()>;
+pub type GuestMemoryMmap = boot::GuestMemory;
 
 /// The device follows virtio 1.x (mandatory for MMIO version 2).
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
