@@ -12,6 +12,8 @@ pub mod mmio;
 pub mod net;
 pub mod pmem;
 pub mod queue;
+#[cfg(test)]
+pub(crate) mod test_queue;
 pub mod vsock;
 
 pub use device::{ActivateError, QueueContext, VirtioDevice};

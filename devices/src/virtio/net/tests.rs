@@ -5,7 +5,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use event_manager::{EventManager, SubscriberOps};
-use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -16,6 +15,7 @@ use super::tap::Tap;
 use super::tx::header_ok;
 use super::*;
 use crate::virtio::interrupt::INT_VRING;
+use crate::virtio::test_queue::{DriverQueue, F_INDIRECT, F_NEXT, F_WRITE};
 use crate::virtio::{
     GuestMemoryMmap, Interrupt, QueueContext, VirtioDevice, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX,
@@ -26,122 +26,14 @@ const RXQ_BASE: u64 = 0x1_0000;
 const TXQ_BASE: u64 = 0x2_0000;
 /// Where test buffers go.
 const DATA: u64 = 0x10_0000;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const F_INDIRECT: u16 = 4;
-
-/// The driver's side of a split virtqueue, written by hand so tests can break every rule.
-struct Vq {
-    desc: u64,
-    avail: u64,
-    used: u64,
-    size: u16,
-    next_desc: u16,
-    avail_idx: u16,
-    used_seen: u16,
-}
-
-impl Vq {
-    fn new(base: u64, size: u16) -> Vq {
-        let desc = base;
-        let avail = desc + 16 * u64::from(size);
-        let used = (avail + 6 + 2 * u64::from(size)).next_multiple_of(4);
-        Vq {
-            desc,
-            avail,
-            used,
-            size,
-            next_desc: 0,
-            avail_idx: 0,
-            used_seen: 0,
-        }
-    }
-
-    fn queue(&self, event_idx: bool) -> Queue {
-        let mut q = Queue::new(self.size).unwrap();
-        q.set_size(self.size);
-        q.set_desc_table_address(Some(self.desc as u32), Some((self.desc >> 32) as u32));
-        q.set_avail_ring_address(Some(self.avail as u32), Some((self.avail >> 32) as u32));
-        q.set_used_ring_address(Some(self.used as u32), Some((self.used >> 32) as u32));
-        q.set_ready(true);
-        q.set_event_idx(event_idx);
-        q
-    }
-
-    fn write_desc(
-        &self,
-        mem: &GuestMemoryMmap,
-        idx: u16,
-        addr: u64,
-        len: u32,
-        flags: u16,
-        next: u16,
-    ) {
-        let at = GuestAddress(self.desc + 16 * u64::from(idx));
-        let mut raw = [0u8; 16];
-        raw[..8].copy_from_slice(&addr.to_le_bytes());
-        raw[8..12].copy_from_slice(&len.to_le_bytes());
-        raw[12..14].copy_from_slice(&flags.to_le_bytes());
-        raw[14..].copy_from_slice(&next.to_le_bytes());
-        mem.write_slice(&raw, at).unwrap();
-    }
-
-    /// Writes a chain of (addr, len, flags) into consecutive free descriptors, linked with NEXT,
-    /// and returns its head (not yet made available).
-    fn chain(&mut self, mem: &GuestMemoryMmap, descs: &[(u64, u32, u16)]) -> u16 {
-        let head = self.next_desc;
-        for (i, &(addr, len, flags)) in descs.iter().enumerate() {
-            let idx = (head + i as u16) % self.size;
-            let last = i + 1 == descs.len();
-            let flags = if last { flags } else { flags | F_NEXT };
-            self.write_desc(mem, idx, addr, len, flags, (idx + 1) % self.size);
-        }
-        self.next_desc = (head + descs.len() as u16) % self.size;
-        head
-    }
-
-    fn publish(&mut self, mem: &GuestMemoryMmap, head: u16) {
-        let slot = self.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
-        mem.write_obj(head, GuestAddress(slot)).unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        mem.write_obj(self.avail_idx, GuestAddress(self.avail + 2))
-            .unwrap();
-    }
-
-    fn add(&mut self, mem: &GuestMemoryMmap, descs: &[(u64, u32, u16)]) -> u16 {
-        let head = self.chain(mem, descs);
-        self.publish(mem, head);
-        head
-    }
-
-    /// Sets used_event (in the avail ring, after the entries).
-    fn set_used_event(&self, mem: &GuestMemoryMmap, v: u16) {
-        let at = self.avail + 4 + 2 * u64::from(self.size);
-        mem.write_obj(v, GuestAddress(at)).unwrap();
-    }
-
-    /// The used entries added since the last call: (id, len).
-    fn take_used(&mut self, mem: &GuestMemoryMmap) -> Vec<(u32, u32)> {
-        let idx: u16 = mem.read_obj(GuestAddress(self.used + 2)).unwrap();
-        let mut out = Vec::new();
-        while self.used_seen != idx {
-            let at = self.used + 4 + 8 * u64::from(self.used_seen % self.size);
-            let id: u32 = mem.read_obj(GuestAddress(at)).unwrap();
-            let len: u32 = mem.read_obj(GuestAddress(at + 4)).unwrap();
-            out.push((id, len));
-            self.used_seen = self.used_seen.wrapping_add(1);
-        }
-        out
-    }
-}
 
 struct Harness {
     mem: GuestMemoryMmap,
     net: Net,
     peer: OwnedFd,
     irq: Arc<Interrupt>,
-    rxq: Vq,
-    txq: Vq,
+    rxq: DriverQueue,
+    txq: DriverQueue,
 }
 
 const ALL: u64 = VIRTIO_F_VERSION_1 | CSUM | GUEST_CSUM | MAC | HOST_TSO4 | MRG_RXBUF | STATUS;
@@ -157,8 +49,8 @@ fn harness(acked: u64, qsize: u16) -> Harness {
     let (tap, peer) = Tap::socket_pair();
     let mut net = Net::with_tap(tap, [2, 0, 0, 0, 0, 1]).unwrap();
     let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-    let rxq = Vq::new(RXQ_BASE, qsize);
-    let txq = Vq::new(TXQ_BASE, qsize);
+    let rxq = DriverQueue::new(RXQ_BASE, qsize);
+    let txq = DriverQueue::new(TXQ_BASE, qsize);
     let event_idx = acked & VIRTIO_RING_F_EVENT_IDX != 0;
     net.activate(QueueContext {
         mem: mem.clone(),
@@ -391,7 +283,7 @@ fn activation_needs_both_queues() {
 
     let r = net.activate(QueueContext {
         mem,
-        queues: vec![Vq::new(RXQ_BASE, 16).queue(false)],
+        queues: vec![DriverQueue::new(RXQ_BASE, 16).queue(false)],
         interrupt: irq,
         acked_features: VIRTIO_F_VERSION_1,
     });
@@ -413,7 +305,7 @@ fn a_frame_is_sent_to_the_tap_with_its_header_and_returned_as_used() {
     h.net.tx_pass();
 
     assert_eq!(recv_peer(&h.peer).unwrap(), data);
-    assert_eq!(h.txq.take_used(&h.mem), vec![(u32::from(head), 0)]);
+    assert_eq!(h.txq.take_used(&h.mem), vec![(head, 0)]);
     assert!(h.interrupted());
     assert_eq!(h.net.stats().tx_frames, 1);
     assert_eq!(h.net.stats().tx_bytes, 1500);
@@ -480,7 +372,7 @@ fn hostile_tx_chains_are_dropped_and_the_device_carries_on() {
 
     assert_eq!(recv_peer(&h.peer).unwrap(), good);
     assert!(recv_peer(&h.peer).is_none(), "a bad chain reached the tap");
-    let used: Vec<u16> = h.txq.take_used(&h.mem).iter().map(|u| u.0 as u16).collect();
+    let used: Vec<u16> = h.txq.take_used(&h.mem).iter().map(|u| u.0).collect();
     assert_eq!(used, heads);
     assert_eq!(h.net.stats().tx_dropped, bad.len() as u64);
     assert!(!h.irq.needs_reset());
@@ -625,7 +517,7 @@ fn rings_outside_memory_need_a_reset_not_a_crash() {
     let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
     // The transport checks rings when the driver sets them up; a device handed a queue anyway
     // must still not crash.
-    let far = Vq::new(MEM_SIZE + 0x10_0000, 16);
+    let far = DriverQueue::new(MEM_SIZE + 0x10_0000, 16);
     net.activate(QueueContext {
         mem,
         queues: vec![far.queue(false), far.queue(false)],
@@ -825,8 +717,8 @@ fn a_deleted_tap_is_no_longer_watched() {
     let mut net = Net::with_tap(tap, [2, 0, 0, 0, 0, 1]).unwrap();
     let mem = memory();
     let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-    let mut rxq = Vq::new(RXQ_BASE, 64);
-    let txq = Vq::new(TXQ_BASE, 64);
+    let mut rxq = DriverQueue::new(RXQ_BASE, 64);
+    let txq = DriverQueue::new(TXQ_BASE, 64);
     net.activate(QueueContext {
         mem: mem.clone(),
         queues: vec![rxq.queue(true), txq.queue(true)],
@@ -958,8 +850,8 @@ fn the_event_loop_watches_the_tap_only_while_the_guest_has_buffers() {
     net.lock().unwrap().queue_events()[TX].write(1).unwrap();
     events.run_with_timeout(0).unwrap();
     let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-    let mut rxq = Vq::new(RXQ_BASE, 64);
-    let txq = Vq::new(TXQ_BASE, 64);
+    let mut rxq = DriverQueue::new(RXQ_BASE, 64);
+    let txq = DriverQueue::new(TXQ_BASE, 64);
     net.lock()
         .unwrap()
         .activate(QueueContext {
@@ -1004,8 +896,8 @@ fn a_tx_flood_is_served_in_batches_through_the_event_loop() {
     let mut events = EventManager::<Arc<Mutex<Net>>>::new().unwrap();
     events.add_subscriber(net.clone());
     let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-    let rxq = Vq::new(RXQ_BASE, 512);
-    let mut txq = Vq::new(TXQ_BASE, 512);
+    let rxq = DriverQueue::new(RXQ_BASE, 512);
+    let mut txq = DriverQueue::new(TXQ_BASE, 512);
     net.lock()
         .unwrap()
         .activate(QueueContext {

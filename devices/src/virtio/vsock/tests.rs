@@ -11,116 +11,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_manager::{EventManager, SubscriberOps};
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::connection::CONN_BUF_ALLOC;
 use super::device::{RX_QUEUE, TX_QUEUE};
 use super::packet::*;
 use super::{Vsock, VsockConfig};
+use crate::virtio::test_queue::{DriverQueue, F_INDIRECT, F_NEXT, F_WRITE};
 use crate::virtio::{GuestMemoryMmap, Interrupt, QueueContext, VirtioDevice, VIRTIO_F_VERSION_1};
 
 const CID: u64 = 3;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const F_INDIRECT: u16 = 4;
 const QSIZE: u16 = 64;
 const MEM_SIZE: u64 = 16 << 20;
-
-/// The driver side of one split virtqueue in guest memory.
-struct DriverQueue {
-    desc: u64,
-    avail: u64,
-    used: u64,
-    size: u16,
-    next_desc: u16,
-    avail_idx: u16,
-    used_seen: u16,
-}
-
-impl DriverQueue {
-    fn new(base: u64, size: u16) -> Self {
-        let desc = base;
-        let avail = desc + 16 * u64::from(size);
-        let used = (avail + 6 + 2 * u64::from(size)).next_multiple_of(4);
-        DriverQueue {
-            desc,
-            avail,
-            used,
-            size,
-            next_desc: 0,
-            avail_idx: 0,
-            used_seen: 0,
-        }
-    }
-
-    fn queue(&self, event_idx: bool) -> Queue {
-        let mut q = Queue::new(self.size).unwrap();
-        q.set_size(self.size);
-        q.set_desc_table_address(Some(self.desc as u32), Some((self.desc >> 32) as u32));
-        q.set_avail_ring_address(Some(self.avail as u32), Some((self.avail >> 32) as u32));
-        q.set_used_ring_address(Some(self.used as u32), Some((self.used >> 32) as u32));
-        q.set_event_idx(event_idx);
-        q.set_ready(true);
-        q
-    }
-
-    fn write_desc(
-        &self,
-        mem: &GuestMemoryMmap,
-        i: u16,
-        addr: u64,
-        len: u32,
-        flags: u16,
-        next: u16,
-    ) {
-        let at = GuestAddress(self.desc + 16 * u64::from(i));
-        mem.write_obj(addr.to_le(), at).unwrap();
-        mem.write_obj(len.to_le(), at.unchecked_add(8)).unwrap();
-        mem.write_obj(flags.to_le(), at.unchecked_add(12)).unwrap();
-        mem.write_obj(next.to_le(), at.unchecked_add(14)).unwrap();
-    }
-
-    fn publish(&mut self, mem: &GuestMemoryMmap, head: u16) {
-        let slot = u64::from(self.avail_idx % self.size);
-        mem.write_obj(head.to_le(), GuestAddress(self.avail + 4 + 2 * slot))
-            .unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        mem.write_obj(self.avail_idx.to_le(), GuestAddress(self.avail + 2))
-            .unwrap();
-    }
-
-    /// Adds a chain of (addr, len, flags) descriptors; returns its head.
-    fn add(&mut self, mem: &GuestMemoryMmap, descs: &[(u64, u32, u16)]) -> u16 {
-        let head = self.next_desc;
-        for (k, &(addr, len, flags)) in descs.iter().enumerate() {
-            let i = (self.next_desc + k as u16) % self.size;
-            let last = k + 1 == descs.len();
-            let next = (i + 1) % self.size;
-            let flags = if last { flags } else { flags | F_NEXT };
-            self.write_desc(mem, i, addr, len, flags, next);
-        }
-        self.next_desc = (self.next_desc + descs.len() as u16) % self.size;
-        self.publish(mem, head);
-        head
-    }
-
-    /// The used entries added since the last call: (head, len).
-    fn take_used(&mut self, mem: &GuestMemoryMmap) -> Vec<(u16, u32)> {
-        let idx: u16 = u16::from_le(mem.read_obj(GuestAddress(self.used + 2)).unwrap());
-        let mut out = Vec::new();
-        while self.used_seen != idx {
-            let slot = u64::from(self.used_seen % self.size);
-            let at = GuestAddress(self.used + 4 + 8 * slot);
-            let id: u32 = u32::from_le(mem.read_obj(at).unwrap());
-            let len: u32 = u32::from_le(mem.read_obj(at.unchecked_add(4)).unwrap());
-            out.push((id as u16, len));
-            self.used_seen = self.used_seen.wrapping_add(1);
-        }
-        out
-    }
-}
 
 struct Harness {
     dir: PathBuf,
