@@ -117,6 +117,21 @@ pub fn guest(name: &str) -> PathBuf {
     p
 }
 
+/// A program of `tests/guest-tools` (static: it runs in the guest and on the host alike):
+/// `<dir of this test binary>/guest-tools/<name>`, else `<repo>/build/tests/guest-tools/<name>`.
+pub fn guest_tool(name: &str) -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe_dir() {
+        candidates.push(dir.join("guest-tools").join(name));
+    }
+    candidates.push(repo_root().join("build/tests/guest-tools").join(name));
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not found at {candidates:?}: run `make guest-tools`"))
+}
+
 /// What a finished (or killed) command did.
 #[derive(Debug)]
 pub struct Outcome {

@@ -5,10 +5,12 @@
 //! tests skip with a message, and `make test` runs them inside the test host instead
 //! (resources/testhost/run), where they run for real.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::{kvm_unusable, not_root, on_kvm_pvm, run, vmctl, Outcome, TempDir};
 
@@ -76,6 +78,109 @@ pub fn boot_linux(args: &[&str], command: &[&str], timeout: Duration) -> Outcome
         cmd.arg("--").args(command);
     }
     run(&mut cmd, timeout)
+}
+
+/// A `vmctl boot` running in the background (or a command that runs one), its console read line
+/// by line.
+pub struct ConsoleVm {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl ConsoleVm {
+    /// Starts `cmd` (stdin /dev/null, stdout and stderr read here).
+    pub fn spawn(cmd: &mut Command) -> ConsoleVm {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting vmctl");
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(err).read_to_string(&mut s);
+            s
+        });
+        ConsoleVm {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits for a console line starting with `prefix`; returns it. Kills vmctl and panics with its
+    /// stderr and the console so far when none comes within `timeout`.
+    pub fn wait_for(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.child.kill();
+                    let status = self.child.wait();
+                    let stderr = self
+                        .stderr
+                        .take()
+                        .and_then(|h| h.join().ok())
+                        .unwrap_or_default();
+                    let why = match e {
+                        RecvTimeoutError::Timeout => format!("within {timeout:?}"),
+                        RecvTimeoutError::Disconnected => "before vmctl ended".into(),
+                    };
+                    panic!(
+                        "no console line starting with {prefix:?} {why}; vmctl: {status:?}\n\
+                         stderr:\n{stderr}\nconsole:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits for vmctl to exit; returns its exit code, its stderr and the whole console.
+    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, String, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("waiting for vmctl") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("vmctl did not exit; console:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        (status.code(), stderr, self.seen)
+    }
 }
 
 /// The project's initramfs with more files in it: a newc archive appended to the default one

@@ -5,36 +5,16 @@
 //! The Linux tests need root and a KVM that runs Linux (the test host); the error tests need root
 //! and any usable /dev/kvm (they boot a tiny guest, or fail before booting).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use vmctl_tests::linux::{initramfs_with, linux_root_unavailable, vmlinux};
-use vmctl_tests::{guest, kvm_unusable, not_root, run, skip_if, vmctl, Outcome};
+use vmctl_tests::linux::{initramfs_with, linux_root_unavailable, vmlinux, ConsoleVm};
+use vmctl_tests::{guest, guest_tool, kvm_unusable, not_root, run, skip_if, vmctl, Outcome};
 
 /// 100 MiB each way.
 const TRANSFER: u64 = 100 << 20;
 /// A whole transfer test inside the test host (QEMU TCG: everything is slow).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// `tests/guest-tools`' nettool (static: it runs in the guest and on the host alike).
-fn nettool() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        candidates.push(dir.join("guest-tools/nettool"));
-    }
-    candidates.push(vmctl_tests::repo_root().join("build/tests/guest-tools/nettool"));
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("nettool not found at {candidates:?}: run `make guest-tools`"))
-}
 
 /// A network namespace, deleted on drop (with every interface in it).
 struct Netns(String);
@@ -85,94 +65,16 @@ fn sh(cmd: &str) -> String {
     out.stdout
 }
 
-/// A `vmctl boot` running in the background, its console read line by line.
-struct Vm {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-impl Vm {
-    fn start(ns: &Netns, args: &[&str], script: &str) -> Vm {
-        let mut child = Command::new("ip")
+/// `vmctl boot ARGS -- sh -c SCRIPT` in `ns`.
+fn start_vm(ns: &Netns, args: &[&str], script: &str) -> ConsoleVm {
+    ConsoleVm::spawn(
+        Command::new("ip")
             .args(["netns", "exec", &ns.0])
             .arg(vmctl())
             .arg("boot")
             .args(args)
-            .args(["--", "sh", "-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting vmctl");
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut BufReader::new(err), &mut s);
-            s
-        });
-        Vm {
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// Waits for a console line starting with `prefix`; returns it.
-    fn wait_for(&mut self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    panic!(
-                        "no console line starting with {prefix:?} within {timeout:?}; console:\n{}",
-                        self.seen.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    /// Waits for vmctl to exit; returns its exit code and stderr.
-    fn finish(mut self, timeout: Duration) -> (Option<i32>, String, Vec<String>) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("waiting for vmctl") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("vmctl did not exit; console:\n{}", self.seen.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.seen.push(line);
-        }
-        let stderr = self.stderr.join().unwrap_or_default();
-        (status.code(), stderr, self.seen)
-    }
+            .args(["--", "sh", "-c", script]),
+    )
 }
 
 /// `sent|received N bytes sha256 HEX ...` -> (N, HEX).
@@ -198,7 +100,7 @@ fn ping_both_ways_and_100_mib_each_way_with_checksums() {
     skip_if!(linux_root_unavailable());
     let ns = Netns::new("net");
     host_tap(&ns, "vtap0");
-    let tool = nettool();
+    let tool = guest_tool("nettool");
     let (_dir, initrd) = initramfs_with(&[("/bin/nettool", &tool)]);
     let script = format!(
         "set -e; ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.2/24 dev eth0; \
@@ -209,7 +111,7 @@ fn ping_both_ways_and_100_mib_each_way_with_checksums() {
          nettool send 10.0.2.1 5002 {TRANSFER} --seed 7 --timeout 120; \
          echo GUEST-DONE"
     );
-    let mut vm = Vm::start(
+    let mut vm = start_vm(
         &ns,
         &[
             "--kernel",
@@ -296,7 +198,7 @@ fn a_tap_vmctl_creates_is_up_survives_a_driver_reset_and_is_gone_after() {
                   echo $dev > /sys/bus/virtio/drivers/virtio_net/unbind; \
                   echo $dev > /sys/bus/virtio/drivers/virtio_net/bind; \
                   up; pings || { echo GUEST-REBIND-PING-FAILED; exit 1; }; echo GUEST-REBIND-PING-OK";
-    let mut vm = Vm::start(
+    let mut vm = start_vm(
         &ns,
         &[
             "--kernel",

@@ -8,14 +8,14 @@
 //! file tests boot a tiny guest and run on any usable /dev/kvm.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use vmctl_tests::linux::{initramfs_with, linux_unavailable, vmlinux};
-use vmctl_tests::{guest, kvm_unusable, mentions_any, run, skip_if, vmctl, vmctl_boot, TempDir};
+use vmctl_tests::linux::{initramfs_with, linux_unavailable, vmlinux, ConsoleVm};
+use vmctl_tests::{
+    guest, guest_tool, kvm_unusable, mentions_any, run, skip_if, vmctl, vmctl_boot, TempDir,
+};
 
 const CID: u32 = 3;
 /// 100 MiB in one stream.
@@ -26,142 +26,31 @@ const STREAMS: usize = 16;
 /// A whole test inside the test host (QEMU TCG: everything is slow).
 const TIMEOUT: Duration = Duration::from_secs(900);
 
-/// `tests/guest-tools`' vsock-test.
-fn vsock_test() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        candidates.push(dir.join("guest-tools/vsock-test"));
-    }
-    candidates.push(vmctl_tests::repo_root().join("build/tests/guest-tools/vsock-test"));
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("vsock-test not found at {candidates:?}: run `make guest-tools`"))
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
 }
 
-/// A `vmctl boot` running in the background, its console read line by line.
-struct Vm {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Vm {
-    /// Boots the project's kernel with vsock-test in the initramfs and `--vsock cid=3,socket=uds`
-    /// (2 vCPUs: the guest's streams run in parallel).
-    fn start(uds: &Path, initrd: &Path, script: &str) -> Vm {
-        let mut child = Command::new(vmctl())
+/// Boots the project's kernel with vsock-test in the initramfs and `--vsock cid=3,socket=uds`
+/// (2 vCPUs: the guest's streams run in parallel).
+fn start_vm(uds: &Path, initrd: &Path, script: &str) -> ConsoleVm {
+    ConsoleVm::spawn(
+        Command::new(vmctl())
             .arg("boot")
             .args(["--kernel", s(&vmlinux()), "--initrd", s(initrd)])
             .args(["--memory", "512", "--cpus", "2"])
             .args(["--vsock", &format!("cid={CID},socket={}", s(uds))])
-            .args(["--", "sh", "-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting vmctl");
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut BufReader::new(err), &mut s);
-            s
-        });
-        Vm {
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr: Some(stderr),
-        }
-    }
-
-    /// Waits for a console line starting with `prefix`; returns it.
-    fn wait_for(&mut self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(e) => {
-                    let _ = self.child.kill();
-                    let status = self.child.wait();
-                    let stderr = self
-                        .stderr
-                        .take()
-                        .and_then(|h| h.join().ok())
-                        .unwrap_or_default();
-                    let why = match e {
-                        mpsc::RecvTimeoutError::Timeout => format!("within {timeout:?}"),
-                        mpsc::RecvTimeoutError::Disconnected => "before vmctl ended".into(),
-                    };
-                    panic!(
-                        "no console line starting with {prefix:?} {why}; vmctl: {status:?}\n\
-                         stderr:\n{stderr}\nconsole:\n{}",
-                        self.seen.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    /// Waits for vmctl to exit; returns its exit code, its stderr and the whole console.
-    fn finish(mut self, timeout: Duration) -> (Option<i32>, String, Vec<String>) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("waiting for vmctl") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("vmctl did not exit; console:\n{}", self.seen.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.seen.push(line);
-        }
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        (status.code(), stderr, self.seen)
-    }
+            .args(["--", "sh", "-c", script]),
+    )
 }
 
 /// Runs the host-side vsock-test to the end.
 fn host_tool(args: &[&str]) -> vmctl_tests::Outcome {
-    run(Command::new(vsock_test()).args(args), TIMEOUT)
+    run(Command::new(guest_tool("vsock-test")).args(args), TIMEOUT)
 }
 
 /// Starts the host-side vsock-test in the background.
 fn host_tool_bg(args: &[&str]) -> Child {
-    Command::new(vsock_test())
+    Command::new(guest_tool("vsock-test"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -232,8 +121,26 @@ fn lines(text: &str) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
+/// The guest's `conn ...` result lines: those of the SMALL streams, and the others.
+fn guest_results(console: &[String]) -> (Vec<String>, Vec<String>) {
+    console
+        .iter()
+        .filter(|l| l.starts_with("conn "))
+        .cloned()
+        .partition(|l| count(l) == SMALL)
+}
+
+/// Waits until the host listeners (`unix:PATH`) are up: they are once their sockets exist.
+fn wait_for_listeners(listeners: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listeners.iter().all(|l| Path::new(&l[5..]).exists()) {
+        assert!(Instant::now() < deadline, "host listeners did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn guest_initrd() -> (TempDir, PathBuf) {
-    initramfs_with(&[("/bin/vsock-test", &vsock_test())])
+    initramfs_with(&[("/bin/vsock-test", &guest_tool("vsock-test"))])
 }
 
 fn throughput(line: &str) -> String {
@@ -254,7 +161,7 @@ fn host_to_guest_16_streams_and_100_mib_with_checksums() {
         "set -e; vsock-test listen vsock:1234 -n {STREAMS} --recv --sha256 --verify --seed 100; \
          vsock-test listen vsock:1235 --recv --sha256 --verify --seed 7; echo GUEST-DONE"
     );
-    let mut vm = Vm::start(&uds, &initrd, &script);
+    let mut vm = start_vm(&uds, &initrd, &script);
     vm.wait_for("listening", Duration::from_secs(120));
     let target = format!("hybrid:{}:1234", s(&uds));
     let n = STREAMS.to_string();
@@ -280,15 +187,7 @@ fn host_to_guest_16_streams_and_100_mib_with_checksums() {
     assert_eq!(code, Some(0), "{context}");
     assert_eq!(host16.code(), Some(0), "{context}");
     assert_eq!(host_big.code(), Some(0), "{context}");
-    let guest_results: Vec<String> = console
-        .iter()
-        .filter(|l| l.starts_with("conn "))
-        .cloned()
-        .collect();
-    let (first16, last): (Vec<String>, Vec<String>) = guest_results
-        .iter()
-        .cloned()
-        .partition(|l| count(l) == SMALL);
+    let (first16, last) = guest_results(&console);
     assert_streams(STREAMS, SMALL, &lines(&host16.stdout), &first16, &context);
     assert_streams(1, BIG, &lines(&host_big.stdout), &last, &context);
     eprintln!("host -> guest 100 MiB: {}", throughput(&last[0]));
@@ -310,17 +209,12 @@ fn guest_to_host_16_streams_and_100_mib_with_checksums() {
     let host_big = host_tool_bg(&[
         "listen", &l_big, "--recv", "--sha256", "--verify", "--seed", "9",
     ]);
-    // The listeners exist once their sockets do.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(Path::new(&l16[5..]).exists() && Path::new(&l_big[5..]).exists()) {
-        assert!(Instant::now() < deadline, "host listeners did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_listeners(&[&l16, &l_big]);
     let script = format!(
         "set -e; vsock-test connect vsock:2:2000 -n {STREAMS} --send {SMALL} --sha256 --seed 200; \
          vsock-test connect vsock:2:2001 --send {BIG} --sha256 --seed 9; echo GUEST-DONE"
     );
-    let mut vm = Vm::start(&uds, &initrd, &script);
+    let mut vm = start_vm(&uds, &initrd, &script);
     vm.wait_for("GUEST-DONE", TIMEOUT);
     let (code, stderr, console) = vm.finish(Duration::from_secs(60));
     // The guest is done: the listeners have their streams or never will.
@@ -337,15 +231,7 @@ fn guest_to_host_16_streams_and_100_mib_with_checksums() {
     assert_eq!(code, Some(0), "{context}");
     assert!(host16.status.success(), "{context}");
     assert!(host_big.status.success(), "{context}");
-    let guest_results: Vec<String> = console
-        .iter()
-        .filter(|l| l.starts_with("conn "))
-        .cloned()
-        .collect();
-    let (first16, last): (Vec<String>, Vec<String>) = guest_results
-        .iter()
-        .cloned()
-        .partition(|l| count(l) == SMALL);
+    let (first16, last) = guest_results(&console);
     assert_streams(STREAMS, SMALL, &first16, &lines(&h16), &context);
     assert_streams(1, BIG, &last, &lines(&hbig), &context);
     if let Some(l) = lines(&hbig).iter().find(|l| l.starts_with("conn 0 recv")) {
@@ -362,18 +248,14 @@ fn mid_stream_closes_and_refused_connections_leave_the_vmm_working() {
     // Guest -> host: the host reads a stream the guest abandons (the writer exits mid-stream).
     let l_abandon = format!("unix:{}_3000", s(&uds));
     let host_abandon = host_tool_bg(&["listen", &l_abandon, "--recv", "--verify", "--seed", "5"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new(&l_abandon[5..]).exists() {
-        assert!(Instant::now() < deadline, "host listener did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_listeners(&[&l_abandon]);
     let script = "\
         vsock-test connect vsock:2:5555 --expect-refused; echo REFUSED-DONE; \
         vsock-test listen vsock:1234 --recv-max 300000 --verify --seed 3; echo MIDCLOSE-DONE; \
         vsock-test connect vsock:2:3000 --send 1000000000 --abort-after 20000000 --seed 5; \
         echo ABANDON-DONE; \
         vsock-test listen vsock:1236 --recv --sha256 --verify --seed 11; echo GUEST-DONE";
-    let mut vm = Vm::start(&uds, &initrd, script);
+    let mut vm = start_vm(&uds, &initrd, script);
     let guest_refused = vm.wait_for("conn 0 ", Duration::from_secs(120));
     vm.wait_for("REFUSED-DONE", Duration::from_secs(30));
     // Host -> guest port nobody listens on (1233): the connection is closed, no OK.
