@@ -3,6 +3,7 @@
 set -euo pipefail
 pkgs=(
   qemu-system-x86 qemu-utils     # the test host (TCG) and the benchmark peer
+  python3                        # the test host's wakeup-watchdog
   linux-source bc flex bison libelf-dev libssl-dev xz-utils lz4  # the guest kernel
   busybox-static cpio            # the initramfs
   e2fsprogs erofs-utils          # disk images
