@@ -14,6 +14,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Instant;
 
+use guest_tools::xorshift64star;
+
 const ALIGN: usize = 4096;
 
 /// A zeroed buffer aligned for O_DIRECT.
@@ -121,10 +123,7 @@ fn randread(dev: &str, bs: usize, count: u64, jobs: u64) {
                 // xorshift64*, seeded per job: the same offsets on every run.
                 let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (j + 1);
                 for _ in 0..n {
-                    x ^= x >> 12;
-                    x ^= x << 25;
-                    x ^= x >> 27;
-                    let block = x.wrapping_mul(0x2545_F491_4F6C_DD1D) % blocks;
+                    let block = xorshift64star(&mut x) % blocks;
                     file.read_exact_at(buf.slice(bs), block * bs as u64)
                         .unwrap_or_else(|e| die(&format!("at block {block}: {e}")));
                 }
