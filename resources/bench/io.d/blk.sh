@@ -13,41 +13,20 @@
 # median of all counted rounds.
 # Prints `ROW <name>|<vmctl>|<qemu>|<unit>|<note>` lines (see resources/bench/io).
 set -euo pipefail
-B=${VMCTL_BUILD:-/build}
+source "$(dirname "$0")/lib.sh"
 BOOTS=${BLK_BENCH_BOOTS:-2}
 ROUNDS=${BLK_BENCH_ROUNDS:-5}
 MIB=${BLK_BENCH_MIB:-256}          # per sequential run
 COUNT=${BLK_BENCH_COUNT:-4000}     # random reads per run
 IMG_MIB=${BLK_BENCH_IMG_MIB:-512}
 MEM=512
-QEMU=${BENCH_QEMU:-qemu-system-x86_64}
 # As resources/bench/boot-latency, but QEMU announces its virtio-mmio devices on the command line.
 QEMU_MACHINE=${BENCH_QEMU_BLK_MACHINE:-microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,acpi=off}
-CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
 TOOL=$B/tests/guest-tools/blkbench
 
-die() { echo "blk.sh: $*" >&2; exit 1; }
-[ -x "$TOOL" ] || die "$TOOL missing: run make guest-tools"
-[ -c /dev/kvm ] || die "no /dev/kvm"
-for f in "$B/bin/vmctl" "$B/share/vmctl/vmlinux" "$B/share/vmctl/initramfs.img"; do
-  [ -f "$f" ] || die "$f missing: run make build"
-done
-command -v "$QEMU" >/dev/null || die "$QEMU not found"
-
-tmp=$(mktemp -d /tmp/blk-bench.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-
-# The default initramfs plus /bin/blkbench (a newc archive appended on a 4-byte boundary).
-mkdir -p "$tmp/extra/bin"
-cp "$TOOL" "$tmp/extra/bin/blkbench"
-if command -v cpio >/dev/null; then CPIO=(cpio); else CPIO=(busybox cpio); fi
-(cd "$tmp/extra" && find . -mindepth 1 | "${CPIO[@]}" -o -H newc 2>/dev/null) > "$tmp/extra.cpio"
-cp "$B/share/vmctl/initramfs.img" "$tmp/initramfs.img"
-size=$(stat -c %s "$tmp/initramfs.img")
-head -c $(( (4 - size % 4) % 4 )) /dev/zero >> "$tmp/initramfs.img"
-cat "$tmp/extra.cpio" >> "$tmp/initramfs.img"
-K=$B/share/vmctl/vmlinux
-I=$tmp/initramfs.img
+bench_checks
+bench_tmp /tmp/blk-bench.XXXXXX
+initramfs_with_tool
 
 # The image: allocated (not sparse), in tmpfs.
 IMG=$tmp/disk.img
@@ -60,9 +39,7 @@ echo SEQREAD \$(blkbench read /dev/vda 1048576 $MIB); \
 echo SEQWRITE \$(blkbench write /dev/vda 1048576 $MIB); \
 echo RANDREAD \$(blkbench randread /dev/vda 4096 $COUNT); \
 done; echo BENCH-DONE"
-cmd64=$(printf 'sh\0-c\0%s' "$script" | base64 -w0 | tr '+/' '-_' | tr -d '=')
-
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+cmd64=$(vmctl_cmd "$script")
 
 # run_side SIDE BOOT: boots SIDE (vmctl or qemu) once; appends its figures to $tmp/SIDE.TAG.
 run_side() {

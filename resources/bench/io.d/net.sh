@@ -11,48 +11,21 @@
 # median of all rounds.
 # Prints `ROW <name>|<vmctl>|<qemu>|MB/s` lines (see resources/bench/io).
 set -euo pipefail
-B=${VMCTL_BUILD:-/build}
+source "$(dirname "$0")/lib.sh"
 ROUNDS=${NET_BENCH_ROUNDS:-2}
 PAIRS=${NET_BENCH_PAIRS:-3}
 SECS=${NET_BENCH_SECS:-4}
 MEM=512
-QEMU=${BENCH_QEMU:-qemu-system-x86_64}
 # As resources/bench/boot-latency, but QEMU announces its virtio-mmio devices on the command line.
 QEMU_MACHINE=${BENCH_QEMU_NET_MACHINE:-microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,acpi=off}
-CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
 NS=vmctl-bench-net
 TAP=btap0
 TOOL=$B/tests/guest-tools/nettool
 
-die() { echo "net.sh: $*" >&2; exit 1; }
-[ -x "$TOOL" ] || die "$TOOL missing: run make guest-tools"
-[ -c /dev/kvm ] || die "no /dev/kvm"
-for f in "$B/bin/vmctl" "$B/share/vmctl/vmlinux" "$B/share/vmctl/initramfs.img"; do
-  [ -f "$f" ] || die "$f missing: run make build"
-done
-command -v "$QEMU" >/dev/null || die "$QEMU not found"
-
-tmp=$(mktemp -d)
-cleanup() {
-  local p
-  for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# The default initramfs plus /bin/nettool (a newc archive appended on a 4-byte boundary).
-mkdir -p "$tmp/extra/bin"
-cp "$TOOL" "$tmp/extra/bin/nettool"
-if command -v cpio >/dev/null; then CPIO=(cpio); else CPIO=(busybox cpio); fi
-(cd "$tmp/extra" && find . -mindepth 1 | "${CPIO[@]}" -o -H newc 2>/dev/null) > "$tmp/extra.cpio"
-cp "$B/share/vmctl/initramfs.img" "$tmp/initramfs.img"
-size=$(stat -c %s "$tmp/initramfs.img")
-pad=$(( (4 - size % 4) % 4 ))
-head -c "$pad" /dev/zero >> "$tmp/initramfs.img"
-cat "$tmp/extra.cpio" >> "$tmp/initramfs.img"
-K=$B/share/vmctl/vmlinux
-I=$tmp/initramfs.img
+bench_checks
+on_exit() { ip netns del "$NS" 2>/dev/null || true; }
+bench_tmp
+initramfs_with_tool
 
 ip netns del "$NS" 2>/dev/null || true
 ip netns add "$NS"
@@ -63,22 +36,10 @@ nsx() { ip netns exec "$NS" "$@"; }
 script="ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.2/24 dev eth0; \
 for r in \$(seq $ROUNDS); do nettool recv 5001 --nohash --timeout 120; \
 nettool send 10.0.2.1 5002 ${SECS}s --nohash --timeout 60; done; echo BENCH-DONE"
-cmd64=$(printf 'sh\0-c\0%s' "$script" | base64 -w0 | tr '+/' '-_' | tr -d '=')
-
-# wait_lines FILE PATTERN N SECS: until FILE has N lines matching PATTERN.
-wait_lines() {
-  local i=0
-  while [ "$(grep -c -- "$2" "$1" 2>/dev/null || true)" -lt "$3" ]; do
-    i=$((i + 1))
-    [ $i -le $(($4 * 10)) ] || return 1
-    sleep 0.1
-  done
-}
+cmd64=$(vmctl_cmd "$script")
 
 # mbps LINE: the MB/s figure of a nettool result line.
 mbps() { awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "MB/s") print $i }' <<<"$1"; }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # run_side NAME: boots NAME (vmctl or qemu) on a fresh tap and appends per-round figures to
 # $tmp/NAME.h2g and $tmp/NAME.g2h.

@@ -17,7 +17,7 @@
 # $BOOTS boots per VMM, alternating; each row is the median over all boots (and rounds).
 # Prints `ROW <name>|<vmctl>|<qemu>|<unit>|<note>` lines (see resources/bench/io).
 set -euo pipefail
-B=${VMCTL_BUILD:-/build}
+source "$(dirname "$0")/lib.sh"
 BOOTS=${PMEM_BENCH_BOOTS:-3}
 ROUNDS=${PMEM_BENCH_ROUNDS:-3}
 FILE_MIB=${PMEM_BENCH_FILE_MIB:-256}
@@ -27,35 +27,15 @@ FILE_MIB=${PMEM_BENCH_FILE_MIB:-256}
 # host) it costs one per 4 KiB and the first read is slower than QEMU's virtio-blk there.
 DIR=${PMEM_BENCH_DIR:-/tmp}
 MEM=512
-QEMU=${BENCH_QEMU:-qemu-system-x86_64}
 # As io.d/blk.sh: QEMU announces its virtio-mmio devices on the kernel command line.
 QEMU_MACHINE=${BENCH_QEMU_PMEM_MACHINE:-microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,acpi=off}
-CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
 TOOL=$B/tests/guest-tools/readbench
 
-die() { echo "pmem.sh: $*" >&2; exit 1; }
-[ -x "$TOOL" ] || die "$TOOL missing: run make guest-tools"
-[ -c /dev/kvm ] || die "no /dev/kvm"
-for f in "$B/bin/vmctl" "$B/share/vmctl/vmlinux" "$B/share/vmctl/initramfs.img"; do
-  [ -f "$f" ] || die "$f missing: run make build"
-done
-command -v "$QEMU" >/dev/null || die "$QEMU not found"
+bench_checks
 command -v mkfs.erofs >/dev/null || die "mkfs.erofs not found (erofs-utils)"
 
-tmp=$(mktemp -d "$DIR/pmem-bench.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-# The default initramfs plus /bin/readbench (a newc archive appended on a 4-byte boundary).
-mkdir -p "$tmp/extra/bin"
-cp "$TOOL" "$tmp/extra/bin/readbench"
-if command -v cpio >/dev/null; then CPIO=(cpio); else CPIO=(busybox cpio); fi
-(cd "$tmp/extra" && find . -mindepth 1 | "${CPIO[@]}" -o -H newc 2>/dev/null) > "$tmp/extra.cpio"
-cp "$B/share/vmctl/initramfs.img" "$tmp/initramfs.img"
-size=$(stat -c %s "$tmp/initramfs.img")
-head -c $(( (4 - size % 4) % 4 )) /dev/zero >> "$tmp/initramfs.img"
-cat "$tmp/extra.cpio" >> "$tmp/initramfs.img"
-K=$B/share/vmctl/vmlinux
-I=$tmp/initramfs.img
+bench_tmp "$DIR/pmem-bench.XXXXXX"
+initramfs_with_tool
 
 # The image, read once on the host so both VMMs start from the host's page cache.
 mkdir -p "$tmp/tree"
@@ -71,9 +51,7 @@ else mount -t erofs -o ro /dev/vda /mnt; fi || exit 3; \
 grep ' /mnt ' /proc/self/mountinfo | sed 's/^/MOUNT /'; \
 for r in \$(seq $ROUNDS); do sync; echo 3 > /proc/sys/vm/drop_caches; \
 echo READ \$r \$(readbench /mnt/big 1048576); done; echo BENCH-DONE"
-cmd64=$(printf 'sh\0-c\0%s' "$script" | base64 -w0 | tr '+/' '-_' | tr -d '=')
-
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+cmd64=$(vmctl_cmd "$script")
 
 # run_side SIDE BOOT: boots SIDE (vmctl or qemu) once; appends its figures to $tmp/SIDE.{first,again}.
 run_side() {

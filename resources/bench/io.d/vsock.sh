@@ -12,68 +12,30 @@
 # shows the median of all rounds.
 # Prints `ROW <name>|<vmctl>|<qemu>|MB/s|<note>` lines (see resources/bench/io).
 set -euo pipefail
-B=${VMCTL_BUILD:-/build}
+source "$(dirname "$0")/lib.sh"
 ROUNDS=${VSOCK_BENCH_ROUNDS:-4}
 PAIRS=${VSOCK_BENCH_PAIRS:-3}
 MIB=${VSOCK_BENCH_MIB:-64}
 MEM=512
 CID=3
-QEMU=${BENCH_QEMU:-qemu-system-x86_64}
 QEMU_MACHINE=${BENCH_QEMU_VSOCK_MACHINE:-microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,acpi=off}
-CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
 TOOL=$B/tests/guest-tools/vsock-test
 BYTES=$((MIB * 1024 * 1024))
 
-die() { echo "vsock.sh: $*" >&2; exit 1; }
-[ -x "$TOOL" ] || die "$TOOL missing: run make guest-tools"
-[ -c /dev/kvm ] || die "no /dev/kvm"
-for f in "$B/bin/vmctl" "$B/share/vmctl/vmlinux" "$B/share/vmctl/initramfs.img"; do
-  [ -f "$f" ] || die "$f missing: run make build"
-done
-command -v "$QEMU" >/dev/null || die "$QEMU not found"
+bench_checks
 modprobe vhost_vsock 2>/dev/null || true
 [ -c /dev/vhost-vsock ] || die "no /dev/vhost-vsock (modprobe vhost_vsock failed): QEMU has no other vsock"
 
-tmp=$(mktemp -d)
-cleanup() {
-  local p
-  for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# The default initramfs plus /bin/vsock-test (a newc archive appended on a 4-byte boundary).
-mkdir -p "$tmp/extra/bin"
-cp "$TOOL" "$tmp/extra/bin/vsock-test"
-if command -v cpio >/dev/null; then CPIO=(cpio); else CPIO=(busybox cpio); fi
-(cd "$tmp/extra" && find . -mindepth 1 | "${CPIO[@]}" -o -H newc 2>/dev/null) > "$tmp/extra.cpio"
-cp "$B/share/vmctl/initramfs.img" "$tmp/initramfs.img"
-size=$(stat -c %s "$tmp/initramfs.img")
-pad=$(( (4 - size % 4) % 4 ))
-head -c "$pad" /dev/zero >> "$tmp/initramfs.img"
-cat "$tmp/extra.cpio" >> "$tmp/initramfs.img"
-K=$B/share/vmctl/vmlinux
-I=$tmp/initramfs.img
+bench_tmp
+initramfs_with_tool
 
 # The guest: per round, receive (host->guest) then send (guest->host).
 script="for r in \$(seq $ROUNDS); do vsock-test listen vsock:5001 --recv; \
 vsock-test connect vsock:2:5002 --send $BYTES --zeros --retry 60; done; echo BENCH-DONE"
-cmd64=$(printf 'sh\0-c\0%s' "$script" | base64 -w0 | tr '+/' '-_' | tr -d '=')
-
-# wait_lines FILE PATTERN N SECS: until FILE has N lines matching PATTERN.
-wait_lines() {
-  local i=0
-  while [ "$(grep -c -- "$2" "$1" 2>/dev/null || true)" -lt "$3" ]; do
-    i=$((i + 1))
-    [ $i -le $(($4 * 10)) ] || return 1
-    sleep 0.1
-  done
-}
+cmd64=$(vmctl_cmd "$script")
 
 # mbps LINE: the mbps= figure of a vsock-test result line.
 mbps() { tr ' ' '\n' <<<"$1" | sed -n 's/^mbps=//p' | tr -d '\r'; }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # run_side NAME: boots NAME (vmctl or qemu) and appends per-round figures to $tmp/NAME.h2g and
 # $tmp/NAME.g2h.
