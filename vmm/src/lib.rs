@@ -6,6 +6,7 @@ mod console;
 mod error;
 mod irq;
 pub mod kvm;
+mod seccomp;
 mod vcpu;
 mod virtio;
 mod vm;

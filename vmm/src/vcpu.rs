@@ -13,7 +13,10 @@ use kvm_bindings::{
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::kvm::{is_kvm_pvm, KVM_PVM_HINT};
+use seccompiler::BpfProgram;
+
+use crate::kvm::KVM_PVM_HINT;
+use crate::seccomp;
 
 /// Where the boot vCPU starts; the others wait for the guest's INIT-SIPI-SIPI.
 #[derive(Clone, Copy)]
@@ -33,6 +36,11 @@ pub struct Vcpu {
     pub mem: GuestMemory,
     pub stop: Arc<StopSignal>,
     pub timeline: Arc<Timeline>,
+    /// Installed by the thread on itself before it touches the guest (see `seccomp`).
+    pub seccomp: Arc<BpfProgram>,
+    /// Whether the host's KVM is kvm-pvm (for the hint on unservable exits), found out before
+    /// the filter forbids looking.
+    pub host_is_kvm_pvm: bool,
 }
 
 const MAX_INSN_BYTES: usize = 15;
@@ -55,6 +63,13 @@ impl Vcpu {
 
     /// The thread body: never returns an error, it stops the VM with the reason instead.
     pub fn run(mut self) {
+        if let Err(e) = seccomp::install(&self.seccomp) {
+            self.stop.stop(StopReason::Failed(format!(
+                "vcpu {}: cannot install its seccomp filter: {e}",
+                self.index
+            )));
+            return;
+        }
         if let Err(e) = self.configure() {
             self.stop
                 .stop(StopReason::Failed(format!("vcpu {}: {e}", self.index)));
@@ -169,7 +184,7 @@ impl Vcpu {
             let hex: Vec<String> = insn.iter().map(|b| format!("{b:02x}")).collect();
             out.push_str(&format!(", instruction bytes {}", hex.join(" ")));
         }
-        if is_kvm_pvm() {
+        if self.host_is_kvm_pvm {
             out.push_str("; ");
             out.push_str(KVM_PVM_HINT);
         }

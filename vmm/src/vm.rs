@@ -180,6 +180,10 @@ pub fn run(config: VmConfig) -> Result<StopReason> {
 
     install_kick_handler()?;
     let base_cpuid = Arc::new(boot::cpuid::supported_with_emulated(&kvm)?);
+    let filter = crate::seccomp::vcpu_filter()
+        .map_err(|e| Error::setup("the vCPU seccomp filter")(std::io::Error::other(e)))?;
+    let filter = Arc::new(filter);
+    let host_is_kvm_pvm = crate::kvm::is_kvm_pvm();
     let mut vcpus = Vec::with_capacity(config.vcpus as usize);
     for index in 0..config.vcpus as u8 {
         let fd = vm
@@ -196,6 +200,8 @@ pub fn run(config: VmConfig) -> Result<StopReason> {
             mem: mem.clone(),
             stop: stop.clone(),
             timeline: timeline.clone(),
+            seccomp: filter.clone(),
+            host_is_kvm_pvm,
         });
     }
     timeline.record(|| "vmm ready".into());
