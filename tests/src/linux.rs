@@ -179,7 +179,17 @@ impl ConsoleVm {
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
-        (status.code(), stderr, self.seen)
+        (status.code(), stderr, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for ConsoleVm {
+    /// A test that fails half-way leaves no VM behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
