@@ -118,8 +118,9 @@ pub fn guest(name: &str) -> PathBuf {
 }
 
 /// A program of `tests/guest-tools` (static: it runs in the guest and on the host alike):
-/// `<dir of this test binary>/guest-tools/<name>`, else `<repo>/build/tests/guest-tools/<name>`.
-pub fn guest_tool(name: &str) -> PathBuf {
+/// `<dir of this test binary>/guest-tools/<name>`, else `<repo>/build/tests/guest-tools/<name>`;
+/// the error says where it looked.
+pub fn find_guest_tool(name: &str) -> Result<PathBuf, String> {
     let mut candidates = Vec::new();
     if let Some(dir) = exe_dir() {
         candidates.push(dir.join("guest-tools").join(name));
@@ -129,7 +130,12 @@ pub fn guest_tool(name: &str) -> PathBuf {
         .iter()
         .find(|c| c.is_file())
         .cloned()
-        .unwrap_or_else(|| panic!("{name} not found at {candidates:?}: run `make guest-tools`"))
+        .ok_or_else(|| format!("{name} not found at {candidates:?}: run `make guest-tools`"))
+}
+
+/// [`find_guest_tool`], for tests that cannot go on without it.
+pub fn guest_tool(name: &str) -> PathBuf {
+    find_guest_tool(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What a finished (or killed) command did.

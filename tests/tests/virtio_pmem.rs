@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use vmctl_tests::linux::{boot_linux, initramfs_with, linux_unavailable, LINUX_TIMEOUT};
-use vmctl_tests::{guest, kvm_unusable, repo_root, run, skip_if, vmctl_boot, Outcome, TempDir};
+use vmctl_tests::{
+    find_guest_tool, guest, kvm_unusable, run, skip_if, vmctl_boot, Outcome, TempDir,
+};
 
 /// Runs a host tool, asserting it succeeds; returns its stdout.
 fn host(program: &str, args: &[&str]) -> String {
@@ -39,23 +41,6 @@ fn tools_missing(tools: &[&str]) -> Option<String> {
         .filter(|t| find_tool(t).is_none())
         .collect();
     (!missing.is_empty()).then(|| format!("host tools missing: {}", missing.join(", ")))
-}
-
-/// The static guest-side program `name` (tests/guest-tools), built by `make guest-tools`.
-fn guest_tool(name: &str) -> Result<PathBuf, String> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        candidates.push(dir.join("guest-tools").join(name));
-    }
-    candidates.push(repo_root().join("build/tests/guest-tools").join(name));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| format!("guest tool {name} missing: run `make guest-tools`"))
 }
 
 fn sha256(path: &Path) -> String {
@@ -122,7 +107,7 @@ fn tagged<'a>(out: &'a Outcome, tag: &str) -> Vec<&'a str> {
 
 /// The guest boots with the pmem flags, runs `script` (sh -c) with `dax-check` in /bin.
 fn boot_with_pmem(pmem: &[String], script: &str) -> Outcome {
-    let tool = guest_tool("dax-check").expect("checked by the caller");
+    let tool = find_guest_tool("dax-check").expect("checked by the caller");
     let (_dir, initrd) = initramfs_with(&[("bin/dax-check", &tool)]);
     let mut args: Vec<String> = vec!["--initrd".into(), initrd.display().to_string()];
     for p in pmem {
@@ -136,7 +121,7 @@ fn boot_with_pmem(pmem: &[String], script: &str) -> Outcome {
 fn linux_skip_reason() -> Option<String> {
     linux_unavailable()
         .or_else(|| tools_missing(&["mkfs.ext4", "mkfs.erofs", "debugfs", "e2fsck", "sha256sum"]))
-        .or_else(|| guest_tool("dax-check").err())
+        .or_else(|| find_guest_tool("dax-check").err())
 }
 
 #[test]
