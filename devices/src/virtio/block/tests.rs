@@ -1,34 +1,30 @@
 //! Crafted queues against the device: a hostile driver gets failed requests or DEVICE_NEEDS_RESET,
 //! never a panic, and the device goes on serving the next request.
 
+use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
-use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::request::{kind, status};
 use super::*;
+use crate::virtio::test_queue::{DriverQueue, F_INDIRECT, F_NEXT, F_WRITE};
 use crate::virtio::{
     GuestMemoryMmap, Interrupt, QueueContext, VirtioDevice, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX,
 };
 
-const F_WRITE: u16 = 2;
-const F_NEXT: u16 = 1;
-const F_INDIRECT: u16 = 4;
-
 /// Guest memory: two adjacent 1 MiB regions (so buffers can straddle regions).
 const MEM_END: u64 = 2 << 20;
 const REGION: u64 = 1 << 20;
 const QSIZE: u16 = 256;
-const DESC: u64 = 0x1000;
-const AVAIL: u64 = 0x3000;
-const USED: u64 = 0x4000;
+/// Where the rings start.
+const RINGS: u64 = 0x1000;
 /// Where tests put headers, data and status bytes.
 const HDR: u64 = 0x10000;
 const DATA: u64 = 0x20000;
@@ -80,9 +76,9 @@ fn config(img: &Image, read_only: bool) -> BlockConfig {
 /// The driver's side of the rings, in guest memory.
 struct Guest {
     mem: GuestMemoryMmap,
-    next_desc: u16,
-    avail_idx: u16,
-    used_seen: u16,
+    q: DriverQueue,
+    /// Used entries read from the ring and not yet asked for.
+    used: VecDeque<(u16, u32)>,
 }
 
 /// A guest with an activated device.
@@ -160,43 +156,26 @@ impl Guest {
     fn new(mem: GuestMemoryMmap) -> Guest {
         Guest {
             mem,
-            next_desc: 0,
-            avail_idx: 0,
-            used_seen: 0,
+            q: DriverQueue::new(RINGS, QSIZE),
+            used: VecDeque::new(),
         }
     }
 
     fn desc(&self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = GuestAddress(DESC + 16 * u64::from(i));
-        self.mem.write_obj(addr, at).unwrap();
-        self.mem.write_obj(len, at.unchecked_add(8)).unwrap();
-        self.mem.write_obj(flags, at.unchecked_add(12)).unwrap();
-        self.mem.write_obj(next, at.unchecked_add(14)).unwrap();
+        self.q.write_desc(&self.mem, i, addr, len, flags, next);
     }
 
     fn publish(&mut self, head: u16) {
-        let slot = u64::from(self.avail_idx % QSIZE);
-        self.mem
-            .write_obj(head, GuestAddress(AVAIL + 4 + 2 * slot))
-            .unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.mem
-            .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
-            .unwrap();
+        self.q.publish(&self.mem, head);
     }
 
     /// Adds a chain of (addr, len, writable) buffers and makes it available; returns its head.
     fn chain(&mut self, bufs: &[(u64, u32, bool)]) -> u16 {
-        let head = self.next_desc;
-        for (i, &(addr, len, writable)) in bufs.iter().enumerate() {
-            let idx = self.next_desc;
-            self.next_desc = (self.next_desc + 1) % QSIZE;
-            let last = i + 1 == bufs.len();
-            let flags = if writable { F_WRITE } else { 0 } | if last { 0 } else { F_NEXT };
-            self.desc(idx, addr, len, flags, self.next_desc);
-        }
-        self.publish(head);
-        head
+        let descs: Vec<(u64, u32, u16)> = bufs
+            .iter()
+            .map(|&(addr, len, writable)| (addr, len, if writable { F_WRITE } else { 0 }))
+            .collect();
+        self.q.add(&self.mem, &descs)
     }
 
     fn header(&self, at: u64, kind: u32, sector: u64) {
@@ -219,16 +198,12 @@ impl Guest {
 
     /// The next used element: (head, len).
     fn used(&mut self) -> Option<(u32, u32)> {
-        let idx: u16 = self.mem.read_obj(GuestAddress(USED + 2)).unwrap();
-        if idx == self.used_seen {
-            return None;
+        if self.used.is_empty() {
+            self.used.extend(self.q.take_used(&self.mem));
         }
-        let at = USED + 4 + 8 * u64::from(self.used_seen % QSIZE);
-        self.used_seen = self.used_seen.wrapping_add(1);
-        Some((
-            self.mem.read_obj(GuestAddress(at)).unwrap(),
-            self.mem.read_obj(GuestAddress(at + 4)).unwrap(),
-        ))
+        self.used
+            .pop_front()
+            .map(|(head, len)| (u32::from(head), len))
     }
 
     fn status(&self) -> u8 {
@@ -246,19 +221,8 @@ impl Guest {
     }
 }
 
-fn queue() -> Queue {
-    let mut q = Queue::new(QSIZE).unwrap();
-    q.set_size(QSIZE);
-    q.set_desc_table_address(Some(DESC as u32), Some(0));
-    q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-    q.set_used_ring_address(Some(USED as u32), Some(0));
-    q.set_ready(true);
-    q
-}
-
 fn ctx(mem: &GuestMemoryMmap, interrupt: &Arc<Interrupt>, acked: u64) -> QueueContext {
-    let mut q = queue();
-    q.set_event_idx(acked & VIRTIO_RING_F_EVENT_IDX != 0);
+    let q = DriverQueue::new(RINGS, QSIZE).queue(acked & VIRTIO_RING_F_EVENT_IDX != 0);
     QueueContext {
         mem: mem.clone(),
         queues: vec![q],
@@ -644,7 +608,7 @@ fn descriptor_loops_end_and_the_device_carries_on() {
     d.publish(3);
     d.run();
     assert_eq!(d.used(), Some((3, 0)));
-    d.next_desc = 4;
+    d.q.next_desc = 4;
     d.assert_read_works(3, &image[1536..]);
     assert!(!d.interrupt.needs_reset());
 }
@@ -713,7 +677,7 @@ fn too_many_descriptors_through_an_indirect_table_fail() {
     d.run();
     assert_eq!(d.used(), Some((0, 1)));
     assert_eq!(d.status(), status::IOERR);
-    d.next_desc = 1;
+    d.q.next_desc = 1;
     d.assert_read_works(0, &image[..512]);
 }
 
@@ -750,7 +714,9 @@ fn a_broken_avail_ring_needs_reset_and_a_reset_revives_the_device() {
     let image = pattern(2 * 512);
     let (_img, mut d) = driver(&image, false);
     // The driver claims 1000 new buffers in a ring of 256.
-    d.mem.write_obj(1000u16, GuestAddress(AVAIL + 2)).unwrap();
+    d.mem
+        .write_obj(1000u16, GuestAddress(d.q.avail + 2))
+        .unwrap();
     d.run();
     assert!(d.interrupt.needs_reset());
     assert_eq!(d.used(), None);
@@ -759,10 +725,10 @@ fn a_broken_avail_ring_needs_reset_and_a_reset_revives_the_device() {
     assert_eq!(d.used(), None);
     d.dev.reset();
     d.interrupt.reset();
-    d.mem.write_obj(0u16, GuestAddress(AVAIL + 2)).unwrap();
-    d.mem.write_obj(0u16, GuestAddress(USED + 2)).unwrap();
-    d.avail_idx = 0;
-    d.used_seen = 0;
+    d.mem.write_obj(0u16, GuestAddress(d.q.avail + 2)).unwrap();
+    d.mem.write_obj(0u16, GuestAddress(d.q.used + 2)).unwrap();
+    d.q.avail_idx = 0;
+    d.q.used_seen = 0;
     d.dev
         .activate(ctx(&d.mem, &d.interrupt, VIRTIO_F_VERSION_1))
         .unwrap();
