@@ -147,43 +147,46 @@ impl Sha256 {
 mod tests {
     use super::*;
 
+    /// The digest of `parts` fed one `update` each.
+    fn digest(parts: &[&[u8]]) -> String {
+        let mut s = Sha256::new();
+        for p in parts {
+            s.update(p);
+        }
+        s.hex()
+    }
+
     #[test]
     fn sha256_known_answers() {
-        assert_eq!(
-            Sha256::new().hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        let mut s = Sha256::new();
-        s.update(b"ab");
-        s.update(b"c");
-        assert_eq!(
-            s.hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        let mut s = Sha256::new();
-        s.update(&[b'a'; 1000]);
-        assert_eq!(
-            s.hex(),
-            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
-        );
-        // Lengths around the padding boundary (55, 56 and 64 bytes).
-        let mut s = Sha256::new();
-        s.update(&[b'a'; 55]);
-        assert_eq!(
-            s.hex(),
-            "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"
-        );
-        let mut s = Sha256::new();
-        s.update(&[b'a'; 56]);
-        assert_eq!(
-            s.hex(),
-            "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"
-        );
-        let mut s = Sha256::new();
-        s.update(&[b'a'; 64]);
-        assert_eq!(
-            s.hex(),
-            "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"
-        );
+        let cases: [(&[&[u8]], &str); 6] = [
+            (
+                &[],
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+            (
+                &[b"ab", b"c"],
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
+            (
+                &[&[b'a'; 1000]],
+                "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3",
+            ),
+            // Lengths around the padding boundary (55, 56 and 64 bytes).
+            (
+                &[&[b'a'; 55]],
+                "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318",
+            ),
+            (
+                &[&[b'a'; 56]],
+                "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a",
+            ),
+            (
+                &[&[b'a'; 64]],
+                "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb",
+            ),
+        ];
+        for (parts, want) in cases {
+            assert_eq!(digest(parts), want, "{} bytes", parts.concat().len());
+        }
     }
 }
