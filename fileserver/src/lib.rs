@@ -1,0 +1,1 @@
+//! vmctl's 9P2000.L file server (being written).
