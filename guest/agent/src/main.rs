@@ -1,7 +1,5 @@
-//! `vmctl-init`: PID 1 of vmctl's default initramfs. See `init` and docs/design.md.
-
-mod init;
+//! `vmctl-init`: PID 1 of vmctl's default initramfs and of container VMs. See `vmctl_agent`.
 
 fn main() {
-    init::run()
+    vmctl_agent::run()
 }

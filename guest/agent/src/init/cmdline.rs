@@ -14,6 +14,8 @@ pub const TERM_PARAM: &str = "TERM=";
 /// `vmctl.tty=1`: the host side is a terminal; keep the console a cooked terminal for the command
 /// (echo, line editing, Ctrl-C) instead of a raw byte pipe.
 pub const TTY_PARAM: &str = "vmctl.tty=";
+/// `vmctl.agent=1` (guest_protocol::AGENT_CMDLINE_FLAG): run as the container agent.
+pub const AGENT_PARAM: &str = "vmctl.agent=";
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CmdError {
@@ -32,6 +34,8 @@ pub struct BootArgs {
     pub term: Option<String>,
     /// The last `vmctl.tty=` was `1`.
     pub tty: bool,
+    /// The last `vmctl.agent=` was `1`.
+    pub agent: bool,
 }
 
 impl BootArgs {
@@ -47,6 +51,8 @@ impl BootArgs {
                 args.term = Some(v.to_owned());
             } else if let Some(v) = param.strip_prefix(TTY_PARAM) {
                 args.tty = v == "1";
+            } else if let Some(v) = param.strip_prefix(AGENT_PARAM) {
+                args.agent = v == "1";
             }
         }
         args
@@ -151,6 +157,18 @@ mod tests {
         assert!(!BootArgs::parse("vmctl.tty=0").tty);
         let a = BootArgs::parse("xvmctl.cmd=Zm9v vmctl.cmdline=Zm9v MYTERM=x");
         assert_eq!(a, BootArgs::default());
+    }
+
+    #[test]
+    fn agent_mode_follows_the_protocol_flag() {
+        let line = format!(
+            "console=ttyS0 ro {} quiet",
+            guest_protocol::AGENT_CMDLINE_FLAG
+        );
+        assert!(BootArgs::parse(&line).agent);
+        assert!(!BootArgs::parse("vmctl.agent=0").agent);
+        assert!(!BootArgs::parse("vmctl.agent=1 vmctl.agent=0").agent);
+        assert!(!BootArgs::parse("xvmctl.agent=1").agent);
     }
 
     #[test]

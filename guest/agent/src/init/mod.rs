@@ -9,14 +9,17 @@
 //! - without it: an interactive shell on /dev/ttyS0 (session leader, controlling tty); when it exits,
 //!   or on halt/poweroff/reboot (SIGUSR1/SIGUSR2/SIGTERM to PID 1): sync and reset.
 //!
+//! With `vmctl.agent=1` it runs as the container agent instead (`crate::agent`), after the same
+//! mounts.
+//!
 //! PID 1 must never exit or panic (that is a kernel panic): every error is one line on the console,
 //! then a reset. Orphans are reaped all along.
 
 mod base64url;
-mod cmdline;
-mod error;
+pub(crate) mod cmdline;
+
 mod status;
-mod sys;
+pub(crate) mod sys;
 
 use std::convert::Infallible;
 use std::ffi::{c_int, CStr, OsString};
@@ -25,8 +28,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+use crate::error::Error;
 use cmdline::BootArgs;
-use error::Error;
 use sys::SignalSet;
 
 /// Cloud Hypervisor's debug port: 1-byte boot markers, 0x60-0x7f for user space.
@@ -69,6 +72,9 @@ fn start() -> Result<Infallible, Error> {
     reopen_console();
     let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(Error::Cmdline)?;
     let args = BootArgs::parse(&cmdline);
+    if args.agent {
+        return crate::agent::run();
+    }
     let signals = SignalSet::block(&SIGNALS).map_err(Error::Signals)?;
     match args.argv() {
         Some(argv) => run_command(argv?, args.term, args.tty, &signals),
@@ -240,7 +246,7 @@ fn wait_for(pid: u32, signals: &SignalSet) -> Result<u8, Error> {
 }
 
 /// Reports `status` on the exit-status port, which ends the VM; resets when it does not.
-fn report(status: u8) -> ! {
+pub(crate) fn report(status: u8) -> ! {
     sys::sync();
     match sys::port_write(EXIT_PORT, status) {
         Ok(()) => say(format_args!(
