@@ -7,6 +7,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::budget::Charge;
 use crate::errno::{Errno, OpResult, EBADF};
 use crate::name::Name;
 use crate::share::ShareRoot;
@@ -59,6 +60,13 @@ pub(crate) struct XattrWrite {
     pub(crate) flags: u32,
     pub(crate) value: Vec<u8>,
     pub(crate) written: usize,
+    pub(crate) _charge: Charge,
+}
+
+/// Txattrwalk's result: a value, or a NUL-separated list of names.
+pub(crate) struct XattrRead {
+    pub(crate) value: Vec<u8>,
+    pub(crate) _charge: Charge,
 }
 
 /// What a fid is used for after the walk that made it.
@@ -66,8 +74,7 @@ pub(crate) enum FidState {
     Walked,
     File(Arc<File>),
     Dir(DirState),
-    /// Txattrwalk's result: a value, or a NUL-separated list of names.
-    XattrRead(Arc<Vec<u8>>),
+    XattrRead(Arc<XattrRead>),
     XattrWrite(Box<XattrWrite>),
 }
 

@@ -20,6 +20,7 @@
 //! docs/design.md ("9P file server") explains the confinement, the limits and why the project
 //! has its own server.
 
+mod budget;
 mod errno;
 mod error;
 mod fid;

@@ -21,7 +21,9 @@ pub struct Limits {
     /// session's buffers stay under `workers * (2 * msize + 64 KiB)`. Clamped to 1..=64.
     pub workers: usize,
     /// Largest extended-attribute value (and attribute list) the server reads or writes:
-    /// bigger ones fail with `E2BIG`. Clamped to at most 64 KiB, Linux's own limit.
+    /// bigger ones fail with `E2BIG`. Clamped to at most 64 KiB, Linux's own limit. The values
+    /// a session's fids hold (between Txattrwalk/Txattrcreate and Tclunk) total at most 16
+    /// times this; past that, ENOMEM.
     pub max_xattr_size: usize,
 }
 

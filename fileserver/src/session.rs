@@ -13,6 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use crate::budget::Budget;
 use crate::errno::{Errno, EINVAL, EOPNOTSUPP};
 use crate::error::{Error, Result};
 use crate::fid::FidTable;
@@ -28,6 +29,8 @@ const PRE_VERSION_MSIZE: u32 = 8192;
 const MIN_MSIZE: u32 = 4096;
 /// Tflushes that may wait on one request; more fail with EAGAIN.
 const MAX_FLUSHES_PER_TAG: usize = 8;
+/// Extended attribute values (of the largest size) a session's fids may hold at once.
+const XATTR_VALUES_HELD: usize = 16;
 /// Size of the read side's buffer (small frames come in with one read).
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -57,6 +60,7 @@ where
         limits,
         msize: AtomicU32::new(PRE_VERSION_MSIZE.min(limits.max_msize)),
         fids: FidTable::new(limits.max_fids),
+        xattr_budget: Budget::new(XATTR_VALUES_HELD * limits.max_xattr_size),
         inflight: Mutex::new(HashMap::new()),
         idle: Condvar::new(),
         closing: AtomicBool::new(false),
@@ -116,6 +120,8 @@ pub(crate) struct Session {
     pub(crate) limits: Limits,
     msize: AtomicU32,
     pub(crate) fids: FidTable,
+    /// Bytes of extended attributes the session's fids hold.
+    pub(crate) xattr_budget: Budget,
     /// Tags being served, each with the tags of the Tflushes waiting on it.
     inflight: Mutex<HashMap<u16, Vec<u16>>>,
     idle: Condvar,

@@ -158,8 +158,8 @@ impl Session {
         let count = count.min(self.msize().saturating_sub(IO_HEADER)) as usize;
         let file = match &*fid.state() {
             FidState::File(f) => Arc::clone(f),
-            FidState::XattrRead(value) => {
-                xattr::read(value, offset, count, out);
+            FidState::XattrRead(x) => {
+                xattr::read(&x.value, offset, count, out);
                 return Ok(());
             }
             FidState::Dir(_) => return Err(Errno(libc::EISDIR)),

@@ -11,7 +11,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use crate::errno::{Errno, OpResult, EBADF, EINVAL, EOPNOTSUPP, EPERM};
-use crate::fid::{Fid, FidState, XattrWrite};
+use crate::fid::{Fid, FidState, XattrRead, XattrWrite};
 use crate::ops::writable;
 use crate::session::Session;
 use crate::sys;
@@ -137,8 +137,9 @@ impl Session {
             get(fid.fd(), &checked_name(name)?, limit)?
         };
         let size = value.len() as u64;
+        let _charge = self.xattr_budget.charge(value.len())?;
         let parent = fid.parent().clone();
-        let state = FidState::XattrRead(Arc::new(value));
+        let state = FidState::XattrRead(Arc::new(XattrRead { value, _charge }));
         let new = Fid::new(fid.share.clone(), fid.uid, fid.node.clone(), parent, state);
         if newfid == fid_no {
             self.fids.replace(fid_no, new)?;
@@ -169,11 +170,13 @@ impl Session {
         if !matches!(*state, FidState::Walked) {
             return Err(EBADF);
         }
+        let _charge = self.xattr_budget.charge(size)?;
         *state = FidState::XattrWrite(Box::new(XattrWrite {
             name,
             flags,
             value: vec![0u8; size],
             written: 0,
+            _charge,
         }));
         Ok(())
     }

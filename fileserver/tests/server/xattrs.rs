@@ -93,3 +93,26 @@ fn set_host_xattr(path: &std::path::Path, name: &str, value: &[u8]) {
     };
     assert_eq!(r, 0, "setxattr {name}");
 }
+
+#[test]
+fn the_values_fids_hold_are_bounded_in_total() {
+    let fx = Fixture::new();
+    fx.write("f", b"");
+    let mut c = Client::attached(&fx.shares, "root", 0);
+
+    let mut held = 0;
+    let full = loop {
+        let fid = 100 + held;
+        c.walk_to(fid, "f").unwrap();
+        match c.xattrcreate(fid, "user.v", 64 * 1024, 0) {
+            Ok(()) => held += 1,
+            Err(e) => break e,
+        }
+    };
+    c.clunk(100).unwrap_err();
+    let freed = c.xattrcreate(100 + held, "user.v", 64 * 1024, 0);
+
+    assert_eq!(full, libc::ENOMEM);
+    assert_eq!(held, 16);
+    assert_eq!(freed, Ok(()));
+}
