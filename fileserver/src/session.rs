@@ -3,15 +3,17 @@
 //! Each worker takes the connection's read side in turn, reads one frame, registers its tag as
 //! in flight, lets go of the read side and serves the request while the next worker reads the
 //! next one: up to `workers` requests are served at once, which is also the bound on requests in
-//! flight (the client's further requests wait in the socket). Replies are written whole under
+//! flight (the client's further requests wait in the socket). Workers start on demand: one at
+//! first, another when the last idle one takes a request. Replies are written whole under
 //! the write side's lock. A Tflush is answered after the reply of the request it flushes (by the
 //! worker that sends that reply), or at once if that request is not in flight.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::Scope;
 
 use crate::budget::Budget;
 use crate::errno::{Errno, EINVAL, EOPNOTSUPP};
@@ -39,7 +41,9 @@ const READ_BUFFER: usize = 16 * 1024;
 /// Returns `Ok(())` when the client closes the connection between frames, and an error when it
 /// breaks the protocol in a way that ends the session (a frame over msize, a frame cut short) or
 /// the connection fails. Either way the connection is shut down and every fid of the session is
-/// released when this returns. Blocks the calling thread; run one per connection.
+/// released when this returns. Blocks the calling thread; run one per connection, on a blocking
+/// stream. To end a session from the host (the VM is going away), keep a `try_clone()` of the
+/// stream and `shutdown(Shutdown::Both)` it: the session sees the end of its stream and returns.
 pub fn serve(conn: UnixStream, shares: Arc<Shares>, limits: Limits) -> Result<()> {
     let writer = conn.try_clone().map_err(Error::CloneSocket)?;
     let result = serve_io(&conn, writer, shares, limits);
@@ -69,34 +73,74 @@ where
         reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, reader)),
         writer: Mutex::new(writer),
     };
-    let result = std::thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(limits.workers);
-        for _ in 0..limits.workers {
-            let spawned = std::thread::Builder::new()
-                .name("vmctl-9p".into())
-                .spawn_scoped(scope, || session.worker(&io));
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    session.closing.store(true, Ordering::SeqCst);
-                    if handles.is_empty() {
-                        return Err(Error::Spawn(e));
-                    }
-                    break;
-                }
-            }
-        }
-        let mut first = Ok(());
-        for h in handles {
-            let r = h.join().unwrap_or(Ok(()));
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
-    });
+    let pool = Pool {
+        max: limits.workers,
+        spawned: AtomicUsize::new(0),
+        idle: AtomicUsize::new(0),
+        error: Mutex::new(None),
+    };
+    let started = std::thread::scope(|scope| spawn_worker(scope, &session, &io, &pool));
     session.fids.clear();
-    result
+    if let Err(e) = started {
+        return Err(Error::Spawn(e));
+    }
+    let error = lock(&pool.error).take();
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A session's workers: started on demand, when the last idle one takes a request (so a quiet
+/// session has one or two threads), up to `max`.
+struct Pool {
+    max: usize,
+    spawned: AtomicUsize,
+    /// Workers waiting for (or reading) the next request.
+    idle: AtomicUsize,
+    /// The first error that ended the session.
+    error: Mutex<Option<Error>>,
+}
+
+/// Starts one more worker unless `max` are running.
+fn spawn_worker<'scope, R, W>(
+    scope: &'scope Scope<'scope, '_>,
+    session: &'scope Session,
+    io: &'scope Io<R, W>,
+    pool: &'scope Pool,
+) -> std::io::Result<()>
+where
+    R: Read + Send,
+    W: Write + Send,
+{
+    if pool.spawned.fetch_add(1, Ordering::SeqCst) >= pool.max {
+        pool.spawned.fetch_sub(1, Ordering::SeqCst);
+        return Ok(());
+    }
+    pool.idle.fetch_add(1, Ordering::SeqCst);
+    let busy = move || {
+        if pool.idle.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Nobody is left to read the next request: start a worker for it (a failure to
+            // start one only means fewer requests at once).
+            let _ = spawn_worker(scope, session, io, pool);
+        }
+    };
+    let idle = move || {
+        pool.idle.fetch_add(1, Ordering::SeqCst);
+    };
+    let spawned = std::thread::Builder::new()
+        .name("vmctl-9p".into())
+        .spawn_scoped(scope, move || {
+            if let Err(e) = session.worker(io, &busy, &idle) {
+                lock(&pool.error).get_or_insert(e);
+            }
+        });
+    if let Err(e) = spawned {
+        pool.spawned.fetch_sub(1, Ordering::SeqCst);
+        pool.idle.fetch_sub(1, Ordering::SeqCst);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// The two sides of the connection.
@@ -138,7 +182,14 @@ impl Session {
         self.msize.load(Ordering::Relaxed)
     }
 
-    fn worker<R: Read, W: Write>(&self, io: &Io<R, W>) -> Result<()> {
+    /// Serves requests until the session ends. `busy` is called when the worker has taken a
+    /// request, `idle` when it is done with it.
+    fn worker<R: Read, W: Write>(
+        &self,
+        io: &Io<R, W>,
+        busy: &dyn Fn(),
+        idle: &dyn Fn(),
+    ) -> Result<()> {
         let mut bufs = Buffers::default();
         loop {
             let mut reader = lock(&io.reader);
@@ -182,9 +233,12 @@ impl Session {
                 self.send(io, &bufs.out)?;
                 continue;
             }
+            busy();
             let body = &bufs.request[..header.body_len];
             self.handle(header.ty, header.tag, body, &mut bufs.out, &mut bufs.dents);
-            self.reply(io, header.tag, &bufs.out)?;
+            let sent = self.reply(io, header.tag, &bufs.out);
+            idle();
+            sent?;
         }
     }
 

@@ -275,3 +275,19 @@ fn replies_stay_under_msize() {
     assert_eq!(data.len(), 8192 - 12);
     let _ = NOTAG;
 }
+
+#[test]
+fn the_host_ends_a_session_by_shutting_its_stream_down() {
+    let fx = Fixture::new();
+    let (guest, host) = std::os::unix::net::UnixStream::pair().unwrap();
+    let handle = host.try_clone().unwrap();
+    let shares = fx.shares.clone();
+    let server = std::thread::spawn(move || fileserver::serve(host, shares, Limits::default()));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+
+    handle.shutdown(std::net::Shutdown::Both).unwrap();
+    let result = server.join().unwrap();
+
+    assert!(result.is_ok(), "{result:?}");
+    drop(guest);
+}
