@@ -268,9 +268,12 @@ impl Session {
     }
 
     /// Sends a request's reply, then the Rflush of every Tflush that waited on it.
+    ///
+    /// The tag is freed before the reply is written (a client may reuse it as soon as it reads
+    /// the reply) but with the write side already held: a Tflush that finds the tag free then
+    /// waits for the write side, so its Rflush still follows the reply.
     fn reply<R, W: Write>(&self, io: &Io<R, W>, tag: u16, out: &OutBuf) -> Result<()> {
         let mut writer = lock(&io.writer);
-        let sent = writer.write_all(out.bytes());
         let flushes = {
             let mut inflight = lock(&self.inflight);
             let flushes = inflight.remove(&tag).unwrap_or_default();
@@ -279,7 +282,7 @@ impl Session {
             }
             flushes
         };
-        let mut result = sent;
+        let mut result = writer.write_all(out.bytes());
         for flush_tag in flushes {
             if result.is_ok() {
                 result = writer.write_all(&rflush(flush_tag));

@@ -291,3 +291,19 @@ fn the_host_ends_a_session_by_shutting_its_stream_down() {
     assert!(result.is_ok(), "{result:?}");
     drop(guest);
 }
+
+#[test]
+fn a_tag_can_be_reused_as_soon_as_its_reply_arrives() {
+    let fx = Fixture::new();
+    fx.write("f", b"x");
+    let mut c = Client::attached(&fx.shares, "root", 0);
+    c.walk_to(1, "f").unwrap();
+    c.lopen(1, o::RDONLY).unwrap();
+
+    for _ in 0..2000 {
+        c.send(t::TREAD, 7, &Msg::default().u32(1).u64(0).u32(1).0);
+        let (ty, tag, _) = c.recv().unwrap();
+
+        assert_eq!((ty, tag), (t::TREAD + 1, 7));
+    }
+}

@@ -27,7 +27,8 @@ fn read_file(fx: &Fixture, msize: u32, depth: u16) -> f64 {
             c.send(t::TREAD, (sent % 1000) as u16 + 1, &msg.0);
             sent += 1;
         }
-        let (_, _, body) = c.recv().unwrap();
+        let (ty, tag, body) = c.recv().unwrap();
+        assert_eq!(ty, t::TREAD + 1, "tag {tag}: {body:?}");
         bytes += Body(&body).u32() as usize;
         received += 1;
     }
