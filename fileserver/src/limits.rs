@@ -16,9 +16,10 @@ pub struct Limits {
     /// Fids a session may hold at once. Each holds an `O_PATH` descriptor (plus one for an open
     /// file); past this `Twalk`/`Tattach`/`Txattrwalk` fail with `EMFILE`. At least 16.
     pub max_fids: usize,
-    /// Worker threads of a session, which is also the number of requests served at once (in
-    /// flight). Each worker keeps a request and a reply buffer of up to msize bytes, so a
-    /// session's buffers stay under `workers * (2 * msize + 64 KiB)`. Clamped to 1..=64.
+    /// Most worker threads of a session, which is also the number of requests served at once
+    /// (in flight). Workers start on demand. Each keeps a request and a reply buffer of up to
+    /// msize bytes, so a session's buffers stay under `workers * (2 * msize + 64 KiB)`.
+    /// Clamped to 1..=64.
     pub workers: usize,
     /// Largest extended-attribute value (and attribute list) the server reads or writes:
     /// bigger ones fail with `E2BIG`. Clamped to at most 64 KiB, Linux's own limit. The values
