@@ -48,6 +48,9 @@ impl Session {
         let from = self.fids.get(fid)?;
         if newfid != fid {
             self.fids.check_free(newfid)?;
+        } else if names.is_empty() {
+            out.put_u16(0); // a walk of nothing onto itself changes nothing
+            return Ok(());
         }
         let mut node = from.node.clone();
         let mut parent = from.parent().clone();

@@ -256,3 +256,18 @@ fn a_fid_cannot_be_opened_twice_and_unopened_fids_cannot_do_io() {
     assert_eq!(twice, Err(libc::EBADF));
     assert_eq!(bad_mode, Err(libc::EINVAL));
 }
+
+#[test]
+fn an_empty_walk_onto_the_same_fid_leaves_it_open() {
+    let fx = Fixture::new();
+    fx.write("f", b"still open");
+    let mut c = Client::attached(&fx.shares, "root", 0);
+    c.walk_to(1, "f").unwrap();
+    c.lopen(1, o::RDONLY).unwrap();
+
+    let qids = c.walk(1, 1, &[]).unwrap();
+    let data = c.read(1, 0, 100).unwrap();
+
+    assert!(qids.is_empty());
+    assert_eq!(data, b"still open");
+}
