@@ -1,5 +1,6 @@
 //! How a running VM asks to end: the first reason wins, and an eventfd wakes the VMM's loop.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -21,6 +22,8 @@ pub enum StopReason {
 
 pub struct StopSignal {
     reason: Mutex<Option<StopReason>>,
+    /// Set once a reason is recorded: what the vCPU threads check after every exit, without a lock.
+    stopping: AtomicBool,
     event: EventFd,
 }
 
@@ -28,6 +31,7 @@ impl StopSignal {
     pub fn new() -> std::io::Result<Self> {
         Ok(StopSignal {
             reason: Mutex::new(None),
+            stopping: AtomicBool::new(false),
             event: EventFd::new(EFD_NONBLOCK)?,
         })
     }
@@ -37,6 +41,7 @@ impl StopSignal {
         let mut slot = crate::bus::lock(&self.reason);
         if slot.is_none() {
             *slot = Some(reason);
+            self.stopping.store(true, Ordering::Release);
         }
         // A full eventfd counter still wakes the reader, so a failed write loses nothing.
         let _ = self.event.write(1);
@@ -47,7 +52,7 @@ impl StopSignal {
     }
 
     pub fn is_stopping(&self) -> bool {
-        crate::bus::lock(&self.reason).is_some()
+        self.stopping.load(Ordering::Acquire)
     }
 
     pub fn event(&self) -> &EventFd {

@@ -1,4 +1,5 @@
-/* Shared pieces of the tiny test guests: COM1 output, the exit-status port, the PVH note.
+/* Shared pieces of the tiny test guests: COM1 output, the exit-status port, the PVH note, SMP
+ * start-up.
  * Conventions (docs/design.md): COM1 at 0x3F8 (poll LSR bit 5 at 0x3FD before each byte),
  * a 1-byte OUT of S to port 0x501 ends the VM with status S. */
 #define COM1      0x3f8
@@ -151,5 +152,78 @@ puthex:	/* %rax as 0x followed by 16 hex digits */
 	pop %rdx
 	pop %rcx
 	pop %rax
+	ret
+.endm
+
+/* SMP start-up (smp, spin): the BSP copies a 16-bit real-mode AP trampoline to TRAMP (below 1 MiB,
+ * page aligned: SIPI vector TRAMP >> 12; free in docs/design.md's memory map while the guest runs),
+ * software-enables its LAPIC and sends INIT, SIPI, SIPI to all-excluding-self through the ICR, as
+ * Intel's MP start-up does. Each AP then starts in real mode at TRAMP with CS = TRAMP >> 4, IP = 0. */
+#define TRAMP		0x8000
+#define LAPIC_SVR	0xfee000f0
+#define LAPIC_ICR_LO	0xfee00300
+#define LAPIC_ICR_HI	0xfee00310
+#define ICR_ALL_BUT_SELF (3 << 18)
+#define ICR_ASSERT	(1 << 14)
+#define ICR_INIT	(5 << 8)
+#define ICR_SIPI	(6 << 8)
+
+/* START_APS from, to: copies the trampoline [from, to) to TRAMP and starts the APs on it (32-bit
+ * code, paging off; needs SMP_HELPERS_32). Preserves every register but eax, ecx, edx, esi, flags. */
+.macro START_APS from, to
+	push %edi
+	mov $\from, %esi
+	mov $TRAMP, %edi
+	mov $(\to - \from), %ecx
+	rep movsb
+	pop %edi
+	/* software-enable the LAPIC (spurious vector 0xff) */
+	mov LAPIC_SVR, %eax
+	or $0x1ff, %eax
+	mov %eax, LAPIC_SVR
+	movl $0, LAPIC_ICR_HI
+	movl $(ICR_ALL_BUT_SELF | ICR_ASSERT | ICR_INIT), LAPIC_ICR_LO
+	call icr_wait
+	mov $(26000000 >> 16), %ecx	/* ~10 ms */
+	call delay
+	movl $(ICR_ALL_BUT_SELF | ICR_ASSERT | ICR_SIPI | (TRAMP >> 12)), LAPIC_ICR_LO
+	call icr_wait
+	mov $(520000 >> 16), %ecx	/* ~200 us */
+	call delay
+	movl $(ICR_ALL_BUT_SELF | ICR_ASSERT | ICR_SIPI | (TRAMP >> 12)), LAPIC_ICR_LO
+	call icr_wait
+.endm
+
+/* delay: busy-waits %ecx * 65536 TSC cycles. icr_wait: until the ICR's delivery-status bit clears
+ * (bounded). Both preserve every register but flags (delay: and %ecx). */
+.macro SMP_HELPERS_32
+delay:	push %eax
+	push %edx
+	push %ebx
+	push %esi
+	shl $16, %ecx
+	rdtsc
+	mov %eax, %ebx
+	mov %edx, %esi
+1:	pause
+	rdtsc
+	sub %ebx, %eax
+	sbb %esi, %edx
+	jnz 2f
+	cmp %ecx, %eax
+	jb 1b
+2:	pop %esi
+	pop %ebx
+	pop %edx
+	pop %eax
+	ret
+icr_wait:
+	push %ecx
+	mov $100000, %ecx
+1:	testl $(1 << 12), LAPIC_ICR_LO
+	jz 2f
+	pause
+	loop 1b
+2:	pop %ecx
 	ret
 .endm

@@ -6,14 +6,6 @@
  * and halts. The BSP prints its own line first, waits about a second (2^31 TSC cycles) and exits with
  * the number of CPUs that came up, itself included. */
 #include "common.h"
-#define TRAMP		0x8000		/* SIPI vector 0x08; free in docs/design.md's memory map */
-#define LAPIC_SVR	0xfee000f0
-#define LAPIC_ICR_LO	0xfee00300
-#define LAPIC_ICR_HI	0xfee00310
-#define ICR_ALL_BUT_SELF (3 << 18)
-#define ICR_ASSERT	(1 << 14)
-#define ICR_INIT	(5 << 8)
-#define ICR_SIPI	(6 << 8)
 #define T(sym)		(TRAMP + (sym) - tramp_start)	/* a trampoline symbol's address once copied */
 
 	.code32
@@ -36,31 +28,11 @@ _start:
 	mov $msg_up, %esi
 	call puts
 
-	/* copy the trampoline (it carries the lock and the AP counter) */
-	mov $tramp_start, %esi
-	mov $TRAMP, %edi
-	mov $(tramp_end - tramp_start), %ecx
-	rep movsb
-
-	/* software-enable the LAPIC (spurious vector 0xff) */
-	mov LAPIC_SVR, %eax
-	or $0x1ff, %eax
-	mov %eax, LAPIC_SVR
-
 	rdtsc
 	mov %eax, %edi			/* edi:ebp = start of the wait */
 	mov %edx, %ebp
-	movl $0, LAPIC_ICR_HI
-	movl $(ICR_ALL_BUT_SELF | ICR_ASSERT | ICR_INIT), LAPIC_ICR_LO
-	call icr_wait
-	mov $(26000000 >> 16), %ecx	/* ~10 ms */
-	call delay
-	movl $(ICR_ALL_BUT_SELF | ICR_ASSERT | ICR_SIPI | (TRAMP >> 12)), LAPIC_ICR_LO
-	call icr_wait
-	mov $(520000 >> 16), %ecx	/* ~200 us */
-	call delay
-	movl $(ICR_ALL_BUT_SELF | ICR_ASSERT | ICR_SIPI | (TRAMP >> 12)), LAPIC_ICR_LO
-	call icr_wait
+	/* the trampoline carries the lock and the AP counter */
+	START_APS tramp_start, tramp_end
 
 	/* wait until 2^31 TSC cycles (~0.8 s at 2.6 GHz) after the INIT */
 1:	pause
@@ -96,39 +68,7 @@ lock:	mov $1, %al
 	jmp lock
 1:	ret
 
-/* delay: busy-waits %ecx * 65536 TSC cycles */
-delay:	push %eax
-	push %edx
-	push %ebx
-	push %esi
-	shl $16, %ecx
-	rdtsc
-	mov %eax, %ebx
-	mov %edx, %esi
-1:	pause
-	rdtsc
-	sub %ebx, %eax
-	sbb %esi, %edx
-	jnz 2f
-	cmp %ecx, %eax
-	jb 1b
-2:	pop %esi
-	pop %ebx
-	pop %edx
-	pop %eax
-	ret
-
-/* icr_wait: until the ICR's delivery-status bit clears (bounded) */
-icr_wait:
-	push %ecx
-	mov $100000, %ecx
-1:	testl $(1 << 12), LAPIC_ICR_LO
-	jz 2f
-	pause
-	loop 1b
-2:	pop %ecx
-	ret
-
+	SMP_HELPERS_32
 	SERIAL_HELPERS_32
 	PVH_NOTE _start
 

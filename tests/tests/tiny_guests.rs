@@ -1,10 +1,15 @@
 //! `vmctl boot` with the tiny bare-metal test guests (resources/testguests/), on this machine's
 //! /dev/kvm: serial output, the exit-status port, SMP start-up, boot markers and `--timings`, the
-//! bzImage loader and 64-bit boot protocol, the normal ends of a VM (triple fault, i8042 reset) and
-//! the report of a KVM exit the VMM cannot serve.
+//! bzImage loader and 64-bit boot protocol, the normal ends of a VM (triple fault, i8042 reset), the
+//! report of a KVM exit the VMM cannot serve, and SIGTERM ending a VM of spinning vCPUs quickly.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use vmctl_tests::{
-    guest, hex_digits, kvm_unusable, mentions_any, on_kvm_pvm, parse_timings, skip_if, vmctl_boot,
+    guest, hex_digits, kvm_unusable, mentions_any, on_kvm_pvm, parse_timings, skip_if, vmctl,
+    vmctl_boot, BOOT_TIMEOUT,
 };
 
 /// The kernel command line the `exit` guest printed (`exit: cmdline: ...`).
@@ -312,4 +317,63 @@ fn unservable_kvm_exit_is_reported_with_reason_rip_bytes_and_hint() {
         run.describe()
     );
     run.assert_no_panic();
+}
+
+#[test]
+fn sigterm_ends_a_vm_of_8_spinning_vcpus_quickly_with_128_plus_15() {
+    skip_if!(kvm_unusable());
+    let mut child = Command::new(vmctl())
+        .args(["boot", "--cpus", "8", "--kernel"])
+        .arg(guest("spin"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmctl starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut seen = String::new();
+    // The BSP prints this once it has sent INIT-SIPI-SIPI; the APs spin a moment later.
+    while !seen.contains("spin: spinning") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            panic!("vmctl ended before the guest spun; stdout:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    let start = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for vmctl") {
+            break status;
+        }
+        if start.elapsed() > BOOT_TIMEOUT {
+            let _ = child.kill();
+            panic!("vmctl did not end within {BOOT_TIMEOUT:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let took = start.elapsed();
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut e| e.read_to_string(&mut stderr));
+
+    println!(
+        "SIGTERM to exit of vmctl with 8 spinning vCPUs: {:.1} ms",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(killed.success());
+    assert_eq!(status.code(), Some(128 + 15), "stderr: {stderr}");
+    assert!(
+        took < Duration::from_secs(2),
+        "vmctl took {took:?} to end on SIGTERM; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }

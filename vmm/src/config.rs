@@ -1,11 +1,14 @@
-//! What a VM is made of.
+//! What a VM is made of, and the checks a description passes before any KVM work.
 
 use std::io::Write;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use boot::RamLayout;
 use devices::{StopSignal, Timeline};
+
+use crate::{Error, Result};
 
 /// The guest's serial console.
 pub struct ConsoleConfig {
@@ -38,4 +41,37 @@ pub struct VmConfig {
     pub timeline: Arc<Timeline>,
     /// How the VM is asked to stop; the caller may signal it too (e.g. from a signal handler).
     pub stop: Arc<StopSignal>,
+}
+
+/// Highest vCPU count the machine supports (the MP table's limit).
+pub const MAX_VCPUS: u32 = boot::mptable::MAX_CPUS as u32;
+
+/// Checks the parts of a configuration that need no KVM, so bad input fails first and fast.
+pub fn validate(config: &VmConfig) -> Result<()> {
+    if config.vcpus == 0 || config.vcpus > MAX_VCPUS {
+        return Err(Error::VcpuCount {
+            requested: config.vcpus,
+            max: MAX_VCPUS,
+        });
+    }
+    RamLayout::new(config.memory_mib)?;
+    let host = host_memory_mib();
+    if host > 0 && config.memory_mib > host {
+        return Err(Error::MemoryTooLarge {
+            requested: config.memory_mib,
+            host,
+        });
+    }
+    Ok(())
+}
+
+fn host_memory_mib() -> u64 {
+    // SAFETY: sysinfo only writes into the struct we pass.
+    unsafe {
+        let mut info: libc::sysinfo = std::mem::zeroed();
+        if libc::sysinfo(&mut info) != 0 {
+            return 0;
+        }
+        (info.totalram as u64).saturating_mul(u64::from(info.mem_unit)) >> 20
+    }
 }

@@ -31,8 +31,15 @@ pub enum Error {
     Device(#[from] devices::Error),
     #[error("too many virtio devices: {0} (at most {max})", max = boot::layout::IOAPIC_PINS - boot::layout::VIRTIO_IRQ_BASE)]
     TooManyDevices(usize),
-    #[error("cannot start vCPU thread: {0}")]
-    VcpuThread(std::io::Error),
+    #[error("cannot start {what} thread: {source} (the host is short of memory or of threads; try fewer --cpus)")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the VM is stopping or has stopped: it cannot be {action}")]
+    VmStopped { action: &'static str },
+    #[error("vCPU(s) {vcpus:?} did not pause within {waited_ms} ms (busy serving a device?); the VM runs on: retry the pause, or stop the VM")]
+    PauseTimeout { vcpus: Vec<usize>, waited_ms: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

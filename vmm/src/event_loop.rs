@@ -1,0 +1,44 @@
+//! The VM's event-loop thread: it serves the device backends (virtio queues, console input) until
+//! the VM is asked to stop, then stops the vCPUs, waits for them and flushes the console.
+
+use std::sync::{Arc, Mutex};
+
+use devices::bus::lock;
+use devices::serial::SerialDevice;
+use devices::{StopReason, StopSignal, Timeline};
+use event_manager::EventManager;
+
+use crate::control::VcpuControl;
+use crate::vm::{describe, Subscriber};
+
+pub struct EventLoop {
+    pub events: EventManager<Subscriber>,
+    pub stop: Arc<StopSignal>,
+    pub control: Arc<VcpuControl>,
+    pub serial: Arc<Mutex<SerialDevice>>,
+    pub timeline: Arc<Timeline>,
+}
+
+impl EventLoop {
+    /// The thread body: runs until the VM stops and says why it stopped.
+    pub fn run(mut self) -> StopReason {
+        while !self.stop.is_stopping() {
+            // The timeout is only a safety net: the stop eventfd wakes the loop.
+            if let Err(e) = self.events.run_with_timeout(1000) {
+                self.stop
+                    .stop(StopReason::Failed(format!("event loop failed: {e:?}")));
+            }
+        }
+        let reason = self.stop.reason().unwrap_or(StopReason::UserQuit);
+        self.timeline
+            .record(|| format!("guest exit: {}", describe(&reason)));
+        // Whoever asked for the stop (the guest through a device, the owner's handle, a signal
+        // handler through the eventfd), this is where every vCPU is told.
+        self.control.stop();
+        self.control.wait_exited();
+        lock(&self.serial).flush();
+        drop(self.events);
+        self.control.finish();
+        reason
+    }
+}

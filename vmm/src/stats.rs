@@ -1,0 +1,82 @@
+//! What a running VM reports about itself: its size and, per vCPU, how often it left the guest.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a VM's numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmStats {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// One entry per vCPU, by index.
+    pub vcpu: Vec<VcpuStats>,
+}
+
+/// KVM exits of one vCPU since it started (a kick out of KVM_RUN is not an exit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuStats {
+    /// Every exit, whatever its reason.
+    pub exits: u64,
+    /// Port I/O exits (IN, OUT).
+    pub io_exits: u64,
+    /// MMIO exits (reads and writes).
+    pub mmio_exits: u64,
+}
+
+/// What kind of exit to count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    Io,
+    Mmio,
+    Other,
+}
+
+/// One vCPU's counters: written by its thread only, read by anyone.
+#[derive(Debug, Default)]
+pub struct VcpuCounters {
+    exits: AtomicU64,
+    io_exits: AtomicU64,
+    mmio_exits: AtomicU64,
+}
+
+impl VcpuCounters {
+    pub fn count(&self, kind: ExitKind) {
+        self.exits.fetch_add(1, Ordering::Relaxed);
+        match kind {
+            ExitKind::Io => self.io_exits.fetch_add(1, Ordering::Relaxed),
+            ExitKind::Mmio => self.mmio_exits.fetch_add(1, Ordering::Relaxed),
+            ExitKind::Other => 0,
+        };
+    }
+
+    pub fn snapshot(&self) -> VcpuStats {
+        VcpuStats {
+            exits: self.exits.load(Ordering::Relaxed),
+            io_exits: self.io_exits.load(Ordering::Relaxed),
+            mmio_exits: self.mmio_exits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_exit_counts_once_and_io_and_mmio_apart() {
+        let c = VcpuCounters::default();
+
+        c.count(ExitKind::Io);
+        c.count(ExitKind::Io);
+        c.count(ExitKind::Mmio);
+        c.count(ExitKind::Other);
+
+        assert_eq!(
+            c.snapshot(),
+            VcpuStats {
+                exits: 4,
+                io_exits: 2,
+                mmio_exits: 1
+            }
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! What a vCPU says about an exit it cannot serve: the reason, where the guest was (RIP and the
+//! instruction bytes there) and, on kvm-pvm hosts, why.
+
+use kvm_bindings::{
+    KVM_INTERNAL_ERROR_DELIVERY_EV, KVM_INTERNAL_ERROR_EMULATION,
+    KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_INTERNAL_ERROR_SIMUL_EX,
+    KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
+};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::Vcpu;
+use crate::kvm::KVM_PVM_HINT;
+
+const MAX_INSN_BYTES: usize = 15;
+const X86_CR0_PG: u64 = 1 << 31;
+
+impl Vcpu {
+    pub(super) fn describe_internal_error(&mut self) -> String {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so KVM filled the `internal` member
+        // of the exit union (and `emulation_failure`, which shares its first fields, when the
+        // suberror says emulation); both are plain integers.
+        let (internal, emulation) = unsafe {
+            (
+                run.__bindgen_anon_1.internal,
+                run.__bindgen_anon_1.emulation_failure,
+            )
+        };
+        let kind = match internal.suberror {
+            KVM_INTERNAL_ERROR_EMULATION => "emulation failure",
+            KVM_INTERNAL_ERROR_SIMUL_EX => "exception while delivering an exception",
+            KVM_INTERNAL_ERROR_DELIVERY_EV => "exit while delivering an event",
+            KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON => "unexpected hardware exit",
+            _ => "unknown",
+        };
+        let mut insn = Vec::new();
+        if internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+            && emulation.ndata >= 3
+            && emulation.flags & u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0
+        {
+            // SAFETY: the flag says KVM filled the instruction-bytes member.
+            let bytes = unsafe { emulation.__bindgen_anon_1.__bindgen_anon_1 };
+            let n = usize::from(bytes.insn_size).min(MAX_INSN_BYTES);
+            insn.extend_from_slice(&bytes.insn_bytes[..n]);
+        }
+        format!(
+            "KVM exit the VMM cannot serve: internal error, suberror {} ({kind}){}",
+            internal.suberror,
+            self.where_and_hint_with(insn)
+        )
+    }
+
+    pub(super) fn where_and_hint(&self) -> String {
+        self.where_and_hint_with(Vec::new())
+    }
+
+    /// ", at RIP 0x..., instruction bytes .." plus the kvm-pvm hint when it applies.
+    fn where_and_hint_with(&self, mut insn: Vec<u8>) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.fd.get_regs() {
+            out.push_str(&format!(" at RIP {:#x}", r.rip));
+            if insn.is_empty() {
+                insn = self.instruction_at(r.rip);
+            }
+        }
+        if !insn.is_empty() {
+            let hex: Vec<String> = insn.iter().map(|b| format!("{b:02x}")).collect();
+            out.push_str(&format!(", instruction bytes {}", hex.join(" ")));
+        }
+        if self.host_is_kvm_pvm {
+            out.push_str("; ");
+            out.push_str(KVM_PVM_HINT);
+        }
+        out
+    }
+
+    /// Reads up to 15 bytes at the guest's RIP, following its page tables if paging is on.
+    fn instruction_at(&self, rip: u64) -> Vec<u8> {
+        let Ok(sregs) = self.fd.get_sregs() else {
+            return Vec::new();
+        };
+        let linear = sregs.cs.base.wrapping_add(rip);
+        let phys = if sregs.cr0 & X86_CR0_PG != 0 {
+            match self.fd.translate_gva(linear) {
+                Ok(t) if t.valid != 0 => t.physical_address,
+                _ => return Vec::new(),
+            }
+        } else {
+            linear
+        };
+        let mut bytes = Vec::with_capacity(MAX_INSN_BYTES);
+        for i in 0..MAX_INSN_BYTES as u64 {
+            match self.mem.read_obj::<u8>(GuestAddress(phys.wrapping_add(i))) {
+                Ok(b) => bytes.push(b),
+                Err(_) => break,
+            }
+        }
+        bytes
+    }
+}
