@@ -7,7 +7,7 @@ SHARE := $(BUILD)/share/vmctl
 CARGO ?= cargo
 GUEST_TARGET := x86_64-unknown-linux-gnu
 
-.PHONY: all deps build vmctl agent guest-tools kernel initramfs testguests testbins testhost demo test \
+.PHONY: all deps build vmctl agent guest-tools kernel initramfs guestimage bundles testguests testbins testhost demo test \
         test-harness lint bench clean
 
 all: build
@@ -16,7 +16,7 @@ all: build
 deps:
 	resources/deps.sh
 
-build: vmctl agent kernel initramfs testguests testbins guest-tools
+build: vmctl agent kernel initramfs guestimage testguests testbins guest-tools bundles
 
 vmctl:
 	$(CARGO) build --release -p vmctl
@@ -43,6 +43,14 @@ kernel:
 
 initramfs: agent
 	resources/initramfs/build.sh $(SHARE)/vmctl-init $(SHARE)/initramfs.img
+
+# The guest system of container VMs: the agent and busybox in a read-only erofs image (pmem, DAX).
+guestimage: agent
+	resources/guestimage/build.sh $(SHARE)/vmctl-init $(SHARE)/guest.erofs
+
+# The busybox OCI bundle the runtime's tests and benchmarks use.
+bundles: vmctl
+	resources/bundles/busybox.sh $(BUILD)/tests/bundles/busybox
 
 testguests:
 	resources/testguests/build.sh $(BUILD)/tests/guests

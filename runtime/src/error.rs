@@ -15,12 +15,68 @@ pub enum Error {
     },
     #[error("cannot set up the console: {0}")]
     Console(std::io::Error),
+    /// A malformed command line or argument.
+    #[error("{0}")]
+    Usage(String),
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    #[error("container with id {0} already exists")]
+    Exists(String),
+    /// The container is not in a state that allows the command.
+    #[error("cannot {action} container {id}: it is {status}")]
+    State {
+        id: String,
+        status: String,
+        action: &'static str,
+    },
+    /// A bundle or config.json problem.
+    #[error("{0}")]
+    Spec(String),
+    /// Something in the spec a VM cannot do.
+    #[error("not supported by vmctl: {0}")]
+    Unsupported(String),
+    #[error("{what}: {}", describe_io(.source))]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    /// The container's program cannot be run (exit 127: not found, 126: not executable).
+    #[error("{message}")]
+    NotExecutable { message: String, code: u8 },
+    /// The guest agent refused or failed a request.
+    #[error("{0}")]
+    Agent(String),
+    #[error("hook failed: {0}")]
+    Hook(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
-    /// `vmctl boot` exits 125 on its own failures, as `docker run` does, so they cannot be
-    /// mistaken for the workload's status.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// The exit status for this failure: 125 for `vmctl boot` (as `docker run`, so it cannot be
+    /// mistaken for the workload's status), 126/127 for a program that cannot be run, and 1, as
+    /// runc, for the container commands.
     pub fn exit_code(&self) -> u8 {
-        125
+        match self {
+            Error::Vmm(_) | Error::Guest(_) | Error::MissingAsset { .. } | Error::Console(_) => 125,
+            Error::NotExecutable { code, .. } => *code,
+            _ => 1,
+        }
+    }
+}
+
+/// An I/O error as a user reads it: the system's message without Rust's " (os error N)".
+pub fn describe_io(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }

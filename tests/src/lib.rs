@@ -9,6 +9,7 @@
 //!   `<repo>/build/tests/guests` (built on first use with `resources/testguests/build.sh`).
 
 pub mod linux;
+pub mod oci;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,8 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn exe_dir() -> Option<PathBuf> {
+/// The directory of the running test binary.
+pub fn exe_dir() -> Option<PathBuf> {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))

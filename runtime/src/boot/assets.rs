@@ -45,3 +45,14 @@ pub fn default_kernel() -> Result<PathBuf, Error> {
 pub fn default_initrd() -> Result<PathBuf, Error> {
     find("VMCTL_INITRD", "initramfs.img", "initramfs", "--initrd")
 }
+
+/// The read-only guest system of container VMs (the agent and busybox, an erofs image mapped by
+/// every VM as virtio-pmem).
+pub fn default_guest_image() -> Result<PathBuf, Error> {
+    find(
+        "VMCTL_GUEST_IMAGE",
+        "guest.erofs",
+        "guest system image",
+        "VMCTL_GUEST_IMAGE",
+    )
+}

@@ -1,6 +1,6 @@
 //! `vmctl boot`: boot a kernel in a microVM; run a command in it or get a shell.
 
-mod assets;
+pub mod assets;
 mod cmdline;
 mod devices;
 
