@@ -10,7 +10,7 @@
 pub mod agent;
 pub mod container;
 pub mod error;
-mod init;
+pub(crate) mod init;
 pub mod sys;
 
 pub use error::Error;

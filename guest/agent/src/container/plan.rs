@@ -371,7 +371,8 @@ mod tests {
             fstype: t.into(),
             source: src.into(),
         };
-        let cases: Vec<(&str, Box<dyn Fn(&mut ContainerSpec)>)> = vec![
+        type Change = Box<dyn Fn(&mut ContainerSpec)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("root tag", Box::new(|s| s.root.share = "../x".into())),
             (
                 "relative dest",

@@ -153,7 +153,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_invalid_not_fatal() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ProcessSpec)>)> = vec![
+        type Change = Box<dyn Fn(&mut ProcessSpec)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("no args", Box::new(|s| s.args.clear())),
             ("NUL in arg", Box::new(|s| s.args.push("a\0b".into()))),
             ("env without =", Box::new(|s| s.env.push("JUSTNAME".into()))),
