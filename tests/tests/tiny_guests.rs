@@ -1,7 +1,8 @@
 //! `vmctl boot` with the tiny bare-metal test guests (resources/testguests/), on this machine's
 //! /dev/kvm: serial output, the exit-status port, SMP start-up, boot markers and `--timings`, the
-//! bzImage loader and 64-bit boot protocol, the normal ends of a VM (triple fault, i8042 reset), the
-//! report of a KVM exit the VMM cannot serve, and SIGTERM ending a VM of spinning vCPUs quickly.
+//! bzImage loader and 64-bit boot protocol, the normal ends of a VM (triple fault, i8042 reset),
+//! the report of a KVM exit the VMM cannot serve, and SIGTERM ending a VM of spinning vCPUs
+//! quickly.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
