@@ -96,10 +96,12 @@ fn the_init_runs_in_its_namespaces_and_root() {
     );
     let mut s = s;
     let caps = vec!["CAP_CHOWN".to_string(), "CAP_KILL".to_string()];
+    // ambient but not inheritable, as runc's default spec has them: skipped, as runc does
     s.process.capabilities = Some(guest_protocol::Capabilities {
         bounding: caps.clone(),
         effective: caps.clone(),
-        permitted: caps,
+        permitted: caps.clone(),
+        ambient: caps,
         ..Default::default()
     });
 

@@ -136,14 +136,12 @@ fn user_and_caps(p: &ProcessPlan) -> Result<(), Error> {
             inheritable: c.inheritable,
         })
         .ctx(|| "set the capabilities (effective, permitted, inheritable)")?;
-        creds::clear_ambient().ctx(|| "clear the ambient capabilities")?;
+        // As runc: a capability that cannot be raised ambient (not inheritable, as in runc's
+        // default spec) is skipped, not an error.
+        let _ = creds::clear_ambient();
         for cap in 0..64u32 {
             if c.ambient & (1u64 << cap) != 0 {
-                creds::raise_ambient(cap).ctx(|| {
-                    format!(
-                        "raise ambient capability {cap} (it must be permitted and inheritable too)"
-                    )
-                })?;
+                let _ = creds::raise_ambient(cap);
             }
         }
     }
