@@ -145,3 +145,69 @@ fn usage_error(e: clap::Error) -> ExitCode {
     eprintln!("vmctl: {line}");
     ExitCode::from(2)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn flag_definitions_are_consistent() {
+        // Act + assert: clap checks every definition against every access.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn runc_style_lines_parse() {
+        // Arrange: lines as containerd's go-runc and Docker write them.
+        let lines: &[&[&str]] = &[
+            &[
+                "vmctl",
+                "--root",
+                "/r",
+                "--log",
+                "/l",
+                "--log-format",
+                "json",
+                "create",
+                "--bundle",
+                "/b",
+                "--pid-file",
+                "/p",
+                "--console-socket",
+                "/s",
+                "id1",
+            ],
+            &[
+                "vmctl",
+                "--rootless=false",
+                "--systemd-cgroup",
+                "start",
+                "id1",
+            ],
+            &["vmctl", "spec", "--rootless"],
+            &["vmctl", "kill", "--all", "id1", "KILL"],
+            &["vmctl", "delete", "--force", "id1"],
+            &[
+                "vmctl",
+                "exec",
+                "--process",
+                "/p.json",
+                "--detach",
+                "--pid-file",
+                "/p",
+                "id1",
+            ],
+        ];
+        for line in lines {
+            // Act
+            let parsed = Cli::try_parse_from(line.iter());
+            // Assert
+            assert!(parsed.is_ok(), "{line:?}: {:?}", parsed.err());
+        }
+        let spec = Cli::try_parse_from(["vmctl", "spec", "--rootless"]).unwrap();
+        assert!(matches!(spec.command, Command::Spec(_)));
+        assert_eq!(spec.global.rootless.as_deref(), Some("true"));
+    }
+}

@@ -12,9 +12,6 @@ pub struct SpecArgs {
     /// The bundle directory to write config.json into
     #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
     pub bundle: PathBuf,
-    /// Accepted for runc compatibility; a VM's container needs no rootless spec
-    #[arg(long)]
-    pub rootless: bool,
 }
 
 pub fn run(a: SpecArgs) -> Result<u8, Error> {

@@ -35,8 +35,17 @@ pub struct Global {
     /// Accepted for runc compatibility; ignored
     #[arg(long, global = true, value_name = "PATH", hide = true)]
     pub criu: Option<String>,
-    /// Accepted for runc compatibility; ignored
-    #[arg(long, global = true, value_name = "BOOL", hide = true)]
+    /// Accepted for runc compatibility (`--rootless=BOOL` globally, a bare `--rootless` for
+    /// `spec`); a VM's container needs no rootless mode, so it is ignored
+    #[arg(
+        long,
+        global = true,
+        value_name = "BOOL",
+        hide = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub rootless: Option<String>,
 }
 
