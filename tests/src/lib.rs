@@ -222,24 +222,16 @@ impl Outcome {
 pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
     let command = format!("{cmd:?}");
     let start = Instant::now();
+    // Files, not pipes: a process the command leaves behind (a container's monitor inherits
+    // `create`'s stdio, as runc's container process does) would hold a pipe open for ever.
+    let mut out = capture_file();
+    let mut err = capture_file();
     let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out.try_clone().expect("dup of the capture file"))
+        .stderr(err.try_clone().expect("dup of the capture file"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        buf
-    });
     let mut timed_out = false;
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the child") {
@@ -253,16 +245,42 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
         std::thread::sleep(Duration::from_millis(5));
     };
     let elapsed = start.elapsed();
-    let stdout = String::from_utf8_lossy(&out_reader.join().expect("stdout reader")).into_owned();
-    let stderr = String::from_utf8_lossy(&err_reader.join().expect("stderr reader")).into_owned();
     Outcome {
         command,
         status,
-        stdout,
-        stderr,
+        stdout: read_capture(&mut out),
+        stderr: read_capture(&mut err),
         timed_out,
         elapsed,
     }
+}
+
+/// An anonymous file (unlinked at once) that takes a child's output; appending, so reading it
+/// (after a seek) never moves where a left-behind writer writes.
+fn capture_file() -> std::fs::File {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "vmctl-tests-out-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    f
+}
+
+/// What was written to a capture file so far.
+fn read_capture(f: &mut std::fs::File) -> String {
+    use std::io::Seek;
+    let mut buf = Vec::new();
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// `vmctl boot ARGS...`, run to the end (or [`BOOT_TIMEOUT`]).

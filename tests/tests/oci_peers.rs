@@ -181,6 +181,9 @@ fn containerd_drives_vmctl_through_its_runc_shim() {
         "--rm",
         "--runc-binary",
         path(&vmctl),
+        // Without an image ctr's spec has no environment: runc too finds no `sh` then.
+        "--env",
+        "PATH=/usr/bin:/bin",
         "--rootfs",
         path(&b.rootfs()),
         "ctr1",

@@ -3,7 +3,7 @@
 //! process in the guest, relays its stdio, forwards the signals it receives into the VM and
 //! exits with its status, as runc's exec'd process does for containerd's shim.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -323,10 +323,10 @@ fn detached(exec: Exec, stdio: HostStdio, pid_file: Option<&Path>) -> Result<u8,
         std::process::exit(i32::from(code));
     }
     drop(write_end);
+    // One line: the child keeps the pipe open for as long as the process runs.
     let mut answer = String::new();
-    let _ = std::fs::File::from(read_end)
-        .take(64 << 10)
-        .read_to_string(&mut answer);
+    let _ = std::io::BufReader::new(std::fs::File::from(read_end).take(64 << 10))
+        .read_line(&mut answer);
     let answer = answer.trim_end();
     if answer == "ok" {
         if let Some(p) = pid_file {

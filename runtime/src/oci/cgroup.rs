@@ -5,6 +5,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::Error;
 
@@ -180,25 +181,54 @@ pub fn apply_cpu(path: &str, quota: Option<i64>, period: Option<u64>) {
     }
 }
 
-/// Removes the directories [`join`] created, deepest first; a cgroup still holding processes
-/// stays (rmdir fails) and is reported.
+/// Removes the directories [`join`] created, deepest first. Processes still in one (a killed
+/// monitor's threads tearing down its VM, an exec's host side) are killed, as runc's delete
+/// kills what is left in the container's cgroup; one that cannot be emptied is reported.
 pub fn remove(created: &[PathBuf]) -> Result<(), Error> {
     let mut result = Ok(());
     for dir in created.iter().rev() {
-        match fs::remove_dir(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                if result.is_ok() {
-                    result = Err(Error::io(
-                        format!("cannot remove cgroup {}", dir.display()),
-                        e,
-                    ));
-                }
+        if let Err(e) = remove_one(dir) {
+            if result.is_ok() {
+                result = Err(Error::io(
+                    format!("cannot remove cgroup {}", dir.display()),
+                    e,
+                ));
             }
         }
     }
     result
+}
+
+/// How long a cgroup's last processes may take to leave it.
+const EMPTY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn remove_one(dir: &Path) -> io::Result<()> {
+    let deadline = Instant::now() + EMPTY_TIMEOUT;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                kill_members(dir);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// SIGKILL to every process in the cgroup `dir` (and its children).
+fn kill_members(dir: &Path) {
+    if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        // SAFETY: kill(2) on a pid listed in a cgroup vmctl created for this container.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 #[cfg(test)]
