@@ -77,6 +77,7 @@ test: deps build
 
 bench: deps build
 	resources/bench/boot-latency
+	resources/bench/lifecycle
 
 clean:
 	rm -rf $(BUILD) target

@@ -173,8 +173,16 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
         timeline: Arc::new(vmm::Timeline::new(Instant::now(), false)),
         stop,
     };
+    let booting = Instant::now();
     let vm = vmm::Vm::build(config)?.start()?;
     let handle = vm.handle();
+    let since = |what: &str| {
+        log::debug(&format!(
+            "{what} {:.1} ms after the VM's build began",
+            booting.elapsed().as_secs_f64() * 1e3
+        ))
+    };
+    since("VM started");
     let fail = |e: Error| -> Error {
         handle.stop(vmm::StopReason::UserQuit);
         let tail = console_log::tail(&console_path, 5);
@@ -185,6 +193,7 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
         }
     };
     wait_ready(&ready, &handle).map_err(fail)?;
+    since("agent ready");
     drop(ready);
     let _ = std::fs::remove_file(&ready_path);
     let created = (|| {
@@ -203,6 +212,7 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
         let _ = vm.wait();
         return Err(e);
     }
+    since("container built");
     Ok(Booted { vm, handle })
 }
 
