@@ -10,6 +10,7 @@ mod error;
 pub mod gdt;
 pub mod initrd;
 pub mod kernel;
+pub mod kernel_share;
 pub mod lapic;
 pub mod layout;
 pub mod memory;

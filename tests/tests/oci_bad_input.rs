@@ -225,3 +225,37 @@ fn wrong_states_and_duplicates_are_refused() {
     rt.run(&["delete", "--force", "st1"]).assert_code(0);
     assert_nothing_left(&rt, "st1");
 }
+
+#[test]
+fn a_reader_that_went_away_is_no_crash() {
+    // Arrange: stdout a pipe whose read end is already closed (`vmctl features | grep -q x`).
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into `fds`.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (read_end, write_end) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read_end);
+
+    // Act
+    let out = std::process::Command::new(vmctl_tests::vmctl())
+        .arg("features")
+        .stdout(std::process::Stdio::from(write_end))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("running vmctl features");
+
+    // Assert: no panic (a panic aborts: SIGABRT), and nothing to report.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -31,6 +31,10 @@ pub enum DeviceConfig {
 
 pub struct VmConfig {
     pub kernel: PathBuf,
+    /// Map the ELF kernel's pages from its file, copy-on-write, so VMs booted from one file
+    /// share them in the host's page cache (boot::kernel_share). Only for a kernel file that is
+    /// never changed in place while VMs run (the runtime's installed one).
+    pub share_kernel_pages: bool,
     pub initrd: Option<PathBuf>,
     /// The kernel command line; the VMM appends one `virtio_mmio.device=` entry per device.
     pub cmdline: String,

@@ -143,15 +143,21 @@ pub fn legacy_devices(
 }
 
 /// Loads kernel, initrd and boot structures; returns where the boot vCPU starts.
+#[allow(clippy::too_many_arguments)]
 pub fn load_guest(
     kernel: &Path,
+    share_kernel_pages: bool,
     initrd: Option<&Path>,
     cmdline: &str,
     vcpus: u32,
     layout: &RamLayout,
     mem: &GuestMemory,
 ) -> Result<BootEntry> {
-    let kernel = boot::load_kernel(mem, kernel)?;
+    let path = kernel;
+    let kernel = boot::load_kernel(mem, path)?;
+    if share_kernel_pages {
+        boot::kernel_share::share_kernel_pages(mem, path)?;
+    }
     let initrd = match initrd {
         Some(path) => {
             let limit = kernel

@@ -49,6 +49,7 @@ impl Vm {
         }
         let VmConfig {
             kernel,
+            share_kernel_pages,
             initrd,
             mut cmdline,
             vcpus,
@@ -95,8 +96,15 @@ impl Vm {
             let n = devices.len();
             timeline.record(|| format!("devices ready ({n} virtio)"));
         }
-        let entry =
-            machine::load_guest(&kernel, initrd.as_deref(), &cmdline, vcpus, &layout, &mem)?;
+        let entry = machine::load_guest(
+            &kernel,
+            share_kernel_pages,
+            initrd.as_deref(),
+            &cmdline,
+            vcpus,
+            &layout,
+            &mem,
+        )?;
 
         kick::install()?;
         let control = Arc::new(VcpuControl::new(vcpus as usize));

@@ -74,6 +74,8 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 fn config(kernel: &str, cmdline: &str, vcpus: u32) -> VmConfig {
     VmConfig {
         kernel: guest(kernel),
+        // as the runtime boots its containers: the guests' pages mapped from their files
+        share_kernel_pages: true,
         initrd: None,
         cmdline: cmdline.into(),
         vcpus,

@@ -91,6 +91,8 @@ pub fn run(args: BootArgs, start: Instant) -> Result<u8, Error> {
     let timeline = Arc::new(Timeline::new(start, args.timings));
     let config = VmConfig {
         kernel,
+        // a kernel developer rebuilds the kernel in place: copy it
+        share_kernel_pages: false,
         initrd,
         cmdline,
         vcpus: args.cpus,

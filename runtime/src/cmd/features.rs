@@ -30,7 +30,7 @@ pub fn run() -> Result<u8, Error> {
             "vmctl.memory_mib": "guest RAM in MiB (default: from linux.resources.memory.limit, else 256)"
         }
     });
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    crate::cmd::print_line(&serde_json::to_string_pretty(&v).unwrap_or_default());
     Ok(0)
 }
 

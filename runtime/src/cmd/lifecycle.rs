@@ -47,10 +47,7 @@ pub fn run_poststart(record: &state::Record) {
 pub fn state(g: &Global, a: IdArg) -> Result<u8, Error> {
     let (record, status) = load(&g.root, &a.id)?;
     let json = oci::state_json(&record, status);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json).unwrap_or_default()
-    );
+    crate::cmd::print_line(&serde_json::to_string_pretty(&json).unwrap_or_default());
     Ok(0)
 }
 

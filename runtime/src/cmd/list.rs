@@ -32,7 +32,7 @@ pub fn run(g: &Global, a: ListArgs) -> Result<u8, Error> {
     }
     if a.quiet {
         for (r, _) in &rows {
-            println!("{}", r.id);
+            crate::cmd::print_line(&r.id);
         }
         return Ok(0);
     }
@@ -40,7 +40,7 @@ pub fn run(g: &Global, a: ListArgs) -> Result<u8, Error> {
         Format::Json => {
             let all: Vec<serde_json::Value> =
                 rows.iter().map(|(r, s)| oci::state_json(r, *s)).collect();
-            println!("{}", serde_json::Value::Array(all));
+            crate::cmd::print_line(&serde_json::Value::Array(all).to_string());
         }
         Format::Table => {
             let mut table = vec![[
@@ -93,6 +93,6 @@ pub fn print_table<const N: usize>(rows: &[[String; N]]) {
                 line.push_str(&format!("{cell:<width$}   ", width = widths[i]));
             }
         }
-        println!("{}", line.trim_end());
+        crate::cmd::print_line(line.trim_end());
     }
 }

@@ -22,3 +22,11 @@ pub fn load(root: &std::path::Path, id: &str) -> Result<(state::Record, state::S
     let status = state::status(&record);
     Ok((record, status))
 }
+
+/// Prints `text` and a newline on stdout. A reader that went away (`vmctl state X | grep -q`)
+/// is not an error of ours: the rest is dropped, where `println!` would panic.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}

@@ -41,7 +41,7 @@ pub fn run(g: &Global, a: PsArgs) -> Result<u8, Error> {
         Format::Json => {
             let mut pids = vec![record.pid];
             pids.extend(exec_pids(&dir));
-            println!("{}", serde_json::to_string(&pids).unwrap_or_default());
+            crate::cmd::print_line(&serde_json::to_string(&pids).unwrap_or_default());
         }
         Format::Table => {
             let ControlResponse::Processes { processes } =

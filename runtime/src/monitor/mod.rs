@@ -151,6 +151,7 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
         Arc::new(vmm::StopSignal::new().map_err(|e| Error::io("cannot create an eventfd", e))?);
     let config = vmm::VmConfig {
         kernel: launch.kernel.clone(),
+        share_kernel_pages: true,
         initrd: None,
         cmdline: kernel_cmdline(),
         vcpus: launch.vm.vcpus,
