@@ -48,17 +48,47 @@ pub fn shareable(seg: Segment) -> Option<(u64, u64, u64)> {
     ))
 }
 
+/// The identity of a file (device, inode, size, modification time), taken before it is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+impl FileIdentity {
+    pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+}
+
 /// Maps the shareable pages of every loaded segment of the ELF kernel at `path` from the file.
-/// Call it right after [`crate::load_kernel`] loaded that file, before any vCPU runs. Returns the
-/// bytes now mapped from the file; a bzImage (whose kernel is compressed) shares nothing.
-pub fn share_kernel_pages(mem: &GuestMemory, path: &Path) -> Result<u64> {
+/// Call it right after [`crate::load_kernel`] loaded that file, before any vCPU runs, with the
+/// file's identity taken before the load: a file replaced since (a kernel reinstalled while a
+/// container starts) may hold other bytes than those loaded, so then nothing is shared. Returns
+/// the bytes now mapped from the file; a bzImage (whose kernel is compressed) shares nothing.
+pub fn share_kernel_pages(mem: &GuestMemory, path: &Path, loaded: FileIdentity) -> Result<u64> {
     let fail = |reason: String| Error::KernelLoad {
         path: path.to_owned(),
         reason,
     };
     let mut file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    if FileIdentity::of(&meta) != loaded {
+        return Ok(0);
+    }
+    if !mappable(&file) {
+        return Ok(0);
+    }
     let segments = elf_segments(&mut file).map_err(|e| fail(e.to_string()))?;
-    let file_len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+    let file_len = meta.len();
     let mut shared = 0;
     for (gpa, offset, len) in segments.into_iter().filter_map(shareable) {
         // (a page mapped past the end of the file would fault)
@@ -103,6 +133,27 @@ pub fn share_kernel_pages(mem: &GuestMemory, path: &Path) -> Result<u64> {
         shared += len;
     }
     Ok(shared)
+}
+
+/// Whether the file can be mapped privately at all (some file systems cannot): tried away from
+/// guest memory, since a failed MAP_FIXED may leave a hole where guest RAM was.
+fn mappable(file: &File) -> bool {
+    // SAFETY: a new private mapping of one page at an address the kernel picks, unmapped at once.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            PAGE as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        libc::munmap(p, PAGE as usize);
+    }
+    true
 }
 
 /// The PT_LOAD segments (with file bytes) of an ELF64 file; none for anything else.
@@ -169,9 +220,10 @@ mod tests {
         let path = elf_file(&dir, 0x10_0000, &data);
         let mem = RamLayout::new(16).unwrap().allocate().unwrap();
         mem.write_slice(&data, GuestAddress(0x10_0000)).unwrap();
+        let loaded = FileIdentity::of(&std::fs::metadata(&path).unwrap());
 
         // Act
-        let shared = share_kernel_pages(&mem, &path).unwrap();
+        let shared = share_kernel_pages(&mem, &path, loaded).unwrap();
         mem.write_slice(b"guest", GuestAddress(0x10_0000)).unwrap();
 
         // Assert: whole pages mapped, contents unchanged, writes private, the file untouched
@@ -196,8 +248,27 @@ mod tests {
         let path = dir.join("bzImage");
         std::fs::write(&path, vec![0u8; 0x4000]).unwrap();
         let mem = RamLayout::new(16).unwrap().allocate().unwrap();
+        let loaded = FileIdentity::of(&std::fs::metadata(&path).unwrap());
 
-        assert_eq!(share_kernel_pages(&mem, &path).unwrap(), 0);
+        assert_eq!(share_kernel_pages(&mem, &path, loaded).unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_replaced_since_the_load_shares_nothing() {
+        // Arrange: the identity of one file, then another file renamed over it
+        let dir = std::env::temp_dir().join(format!("vmctl-kernel-share-r-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = vec![7u8; 0x2000];
+        let path = elf_file(&dir, 0x10_0000, &data);
+        let loaded = FileIdentity::of(&std::fs::metadata(&path).unwrap());
+        let other = dir.join("other");
+        std::fs::copy(&path, &other).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let mem = RamLayout::new(16).unwrap().allocate().unwrap();
+
+        // Act / assert
+        assert_eq!(share_kernel_pages(&mem, &path, loaded).unwrap(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

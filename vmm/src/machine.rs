@@ -154,9 +154,13 @@ pub fn load_guest(
     mem: &GuestMemory,
 ) -> Result<BootEntry> {
     let path = kernel;
+    // (taken before the load: sharing checks the file is still the one loaded)
+    let identity = std::fs::metadata(path)
+        .ok()
+        .map(|m| boot::kernel_share::FileIdentity::of(&m));
     let kernel = boot::load_kernel(mem, path)?;
-    if share_kernel_pages {
-        boot::kernel_share::share_kernel_pages(mem, path)?;
+    if let (true, Some(identity)) = (share_kernel_pages, identity) {
+        boot::kernel_share::share_kernel_pages(mem, path, identity)?;
     }
     let initrd = match initrd {
         Some(path) => {
