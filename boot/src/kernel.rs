@@ -10,6 +10,7 @@ use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use vm_memory::GuestAddress;
 
+use crate::kernel_share::{FileIdentity, FilePages, Segment};
 use crate::layout::HIMEM_START;
 use crate::memory::GuestMemory;
 use crate::{Error, Result};
@@ -35,7 +36,7 @@ pub enum EntryPoint {
 }
 
 /// A kernel in guest memory.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct LoadedKernel {
     pub entry: EntryPoint,
     /// First guest address past everything the kernel occupies (including what it decompresses
@@ -43,6 +44,9 @@ pub struct LoadedKernel {
     pub end: u64,
     /// The bzImage's setup header, to be copied into the zero page.
     pub setup_header: Option<setup_header>,
+    /// An ELF kernel's file and loaded segments, for [`crate::kernel_share`] (a bzImage's kernel
+    /// is compressed: nothing of it can be mapped from its file).
+    pub file_pages: Option<FilePages>,
 }
 
 enum Format {
@@ -70,7 +74,14 @@ pub fn load_kernel(mem: &GuestMemory, path: &Path) -> Result<LoadedKernel> {
     })? {
         None => Err(not_a_kernel("no ELF magic and no bzImage \"HdrS\" header")),
         Some(Format::Elf) => {
-            check_elf_segments(&mut file, mem, path)?;
+            let identity =
+                file.metadata()
+                    .map(|m| FileIdentity::of(&m))
+                    .map_err(|e| Error::KernelOpen {
+                        path: path.to_owned(),
+                        source: e,
+                    })?;
+            let segments = check_elf_segments(&mut file, mem, path)?;
             let res =
                 Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))).map_err(|e| {
                     match e {
@@ -92,6 +103,11 @@ pub fn load_kernel(mem: &GuestMemory, path: &Path) -> Result<LoadedKernel> {
                 entry,
                 end: res.kernel_end,
                 setup_header: None,
+                file_pages: Some(FilePages {
+                    file,
+                    identity,
+                    segments,
+                }),
             })
         }
         Some(Format::BzImage(hdr)) => {
@@ -115,6 +131,7 @@ pub fn load_kernel(mem: &GuestMemory, path: &Path) -> Result<LoadedKernel> {
                 },
                 end,
                 setup_header: res.setup_header,
+                file_pages: None,
             })
         }
     }
@@ -126,8 +143,8 @@ fn is_elf_format_error(e: &linux_loader::loader::elf::Error) -> bool {
 }
 
 /// Checks the loadable segments of an ELF image before loading it, so that a truncated file and
-/// a kernel too big for the guest get messages of their own.
-fn check_elf_segments(file: &mut File, mem: &GuestMemory, path: &Path) -> Result<()> {
+/// a kernel too big for the guest get messages of their own; returns those with file bytes.
+fn check_elf_segments(file: &mut File, mem: &GuestMemory, path: &Path) -> Result<Vec<Segment>> {
     use vm_memory::{Address, GuestMemoryBackend};
     const PT_LOAD: u32 = 1;
     const PHDR_SIZE: u64 = 56;
@@ -153,7 +170,7 @@ fn check_elf_segments(file: &mut File, mem: &GuestMemory, path: &Path) -> Result
     let phoff = u64::from_le_bytes(ehdr[32..40].try_into().unwrap_or_default());
     let phnum = u64::from(u16::from_le_bytes([ehdr[56], ehdr[57]]));
     let ram_end = mem.last_addr().raw_value() + 1;
-    let mut loadable = 0;
+    let mut loadable = Vec::new();
     for i in 0..phnum {
         let mut ph = [0u8; PHDR_SIZE as usize];
         let at = phoff.saturating_add(i * PHDR_SIZE);
@@ -169,7 +186,11 @@ fn check_elf_segments(file: &mut File, mem: &GuestMemory, path: &Path) -> Result
         if filesz == 0 {
             continue;
         }
-        loadable += 1;
+        loadable.push(Segment {
+            offset,
+            paddr,
+            filesz,
+        });
         if offset.checked_add(filesz).is_none_or(|end| end > file_len) {
             return Err(not_a_kernel(format!(
                 "truncated ELF: a segment needs bytes up to {:#x}, the file has {file_len:#x}",
@@ -187,10 +208,10 @@ fn check_elf_segments(file: &mut File, mem: &GuestMemory, path: &Path) -> Result
             });
         }
     }
-    if loadable == 0 {
+    if loadable.is_empty() {
         return Err(not_a_kernel("ELF has no loadable segment".into()));
     }
-    Ok(())
+    Ok(loadable)
 }
 
 fn detect(file: &mut File) -> std::io::Result<Option<Format>> {

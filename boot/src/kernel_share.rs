@@ -10,7 +10,6 @@
 //! kernel developer's build tree.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -48,7 +47,7 @@ pub fn shareable(seg: Segment) -> Option<(u64, u64, u64)> {
     ))
 }
 
-/// The identity of a file (device, inode, size, modification time), taken before it is loaded.
+/// The identity of a file (device, inode, size, modification time), taken when it is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileIdentity {
     dev: u64,
@@ -69,28 +68,32 @@ impl FileIdentity {
     }
 }
 
-/// Maps the shareable pages of every loaded segment of the ELF kernel at `path` from the file.
-/// Call it right after [`crate::load_kernel`] loaded that file, before any vCPU runs, with the
-/// file's identity taken before the load: a file replaced since (a kernel reinstalled while a
-/// container starts) may hold other bytes than those loaded, so then nothing is shared. Returns
-/// the bytes now mapped from the file; a bzImage (whose kernel is compressed) shares nothing.
-pub fn share_kernel_pages(mem: &GuestMemory, path: &Path, loaded: FileIdentity) -> Result<u64> {
+/// An ELF kernel as [`crate::load_kernel`] read it: the open file, its identity when it was
+/// opened, and its loaded segments with file bytes.
+#[derive(Debug)]
+pub struct FilePages {
+    pub(crate) file: File,
+    pub(crate) identity: FileIdentity,
+    pub(crate) segments: Vec<Segment>,
+}
+
+/// Maps the shareable pages of every loaded segment of an ELF kernel from the very file
+/// [`crate::load_kernel`] read (`pages`; `path` names it in errors). Call it right after that
+/// load, before any vCPU runs. A file changed in place since it was opened may hold other bytes
+/// than those loaded, so then nothing is shared. Returns the bytes now mapped from the file.
+pub fn share_kernel_pages(mem: &GuestMemory, path: &Path, pages: &FilePages) -> Result<u64> {
     let fail = |reason: String| Error::KernelLoad {
         path: path.to_owned(),
         reason,
     };
-    let mut file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let file = &pages.file;
     let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
-    if FileIdentity::of(&meta) != loaded {
+    if FileIdentity::of(&meta) != pages.identity || !mappable(file) {
         return Ok(0);
     }
-    if !mappable(&file) {
-        return Ok(0);
-    }
-    let segments = elf_segments(&mut file).map_err(|e| fail(e.to_string()))?;
     let file_len = meta.len();
     let mut shared = 0;
-    for (gpa, offset, len) in segments.into_iter().filter_map(shareable) {
+    for (gpa, offset, len) in pages.segments.iter().copied().filter_map(shareable) {
         // (a page mapped past the end of the file would fault)
         if offset.checked_add(len).is_none_or(|end| end > file_len) {
             continue;
@@ -156,59 +159,34 @@ fn mappable(file: &File) -> bool {
     true
 }
 
-/// The PT_LOAD segments (with file bytes) of an ELF64 file; none for anything else.
-fn elf_segments(file: &mut File) -> std::io::Result<Vec<Segment>> {
-    const PT_LOAD: u32 = 1;
-    const PHDR_SIZE: usize = 56;
-    const MAX_PHNUM: u64 = 64;
-    let mut ehdr = [0u8; 64];
-    file.seek(SeekFrom::Start(0))?;
-    if file.read_exact(&mut ehdr).is_err() || ehdr[..4] != *b"\x7fELF" || ehdr[4] != 2 {
-        return Ok(Vec::new());
-    }
-    let phoff = u64::from_le_bytes(ehdr[32..40].try_into().unwrap_or_default());
-    let phnum = u64::from(u16::from_le_bytes([ehdr[56], ehdr[57]])).min(MAX_PHNUM);
-    let mut out = Vec::new();
-    for i in 0..phnum {
-        let mut ph = [0u8; PHDR_SIZE];
-        file.seek(SeekFrom::Start(phoff.saturating_add(i * PHDR_SIZE as u64)))?;
-        file.read_exact(&mut ph)?;
-        let word = |o: usize| u64::from_le_bytes(ph[o..o + 8].try_into().unwrap_or_default());
-        if u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == PT_LOAD && word(32) > 0 {
-            out.push(Segment {
-                offset: word(8),
-                paddr: word(24),
-                filesz: word(32),
-            });
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memory::RamLayout;
     use vm_memory::Bytes;
 
-    /// An ELF64 header and one PT_LOAD program header: `filesz` bytes at file offset 0x1000,
-    /// loaded at guest address `paddr`; the file holds the header page and then the data.
-    fn elf_file(dir: &Path, paddr: u64, data: &[u8]) -> std::path::PathBuf {
+    /// A file holding a header page and then `data`, which a loaded segment put at `paddr`,
+    /// opened as `load_kernel` leaves it.
+    fn loaded_file(dir: &Path, paddr: u64, data: &[u8]) -> (std::path::PathBuf, FilePages) {
         let mut f = vec![0u8; 0x1000];
-        f[..4].copy_from_slice(b"\x7fELF");
-        f[4] = 2; // 64-bit
-        f[5] = 1; // little-endian
-        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
-        f[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
-        let ph = &mut f[64..120];
-        ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-        ph[8..16].copy_from_slice(&0x1000u64.to_le_bytes()); // p_offset
-        ph[24..32].copy_from_slice(&paddr.to_le_bytes()); // p_paddr
-        ph[32..40].copy_from_slice(&(data.len() as u64).to_le_bytes()); // p_filesz
         f.extend_from_slice(data);
         let path = dir.join("kernel.elf");
         std::fs::write(&path, f).unwrap();
-        path
+        let file = File::open(&path).unwrap();
+        let identity = FileIdentity::of(&file.metadata().unwrap());
+        let segments = vec![Segment {
+            offset: 0x1000,
+            paddr,
+            filesz: data.len() as u64,
+        }];
+        (
+            path,
+            FilePages {
+                file,
+                identity,
+                segments,
+            },
+        )
     }
 
     #[test]
@@ -217,13 +195,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vmctl-kernel-share-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let data: Vec<u8> = (0..0x3800u32).map(|i| (i % 251) as u8).collect();
-        let path = elf_file(&dir, 0x10_0000, &data);
+        let (path, pages) = loaded_file(&dir, 0x10_0000, &data);
         let mem = RamLayout::new(16).unwrap().allocate().unwrap();
         mem.write_slice(&data, GuestAddress(0x10_0000)).unwrap();
-        let loaded = FileIdentity::of(&std::fs::metadata(&path).unwrap());
 
         // Act
-        let shared = share_kernel_pages(&mem, &path, loaded).unwrap();
+        let shared = share_kernel_pages(&mem, &path, &pages).unwrap();
         mem.write_slice(b"guest", GuestAddress(0x10_0000)).unwrap();
 
         // Assert: whole pages mapped, contents unchanged, writes private, the file untouched
@@ -242,33 +219,16 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_is_not_elf_shares_nothing() {
-        let dir = std::env::temp_dir().join(format!("vmctl-kernel-share-n-{}", std::process::id()));
+    fn a_file_changed_since_the_load_shares_nothing() {
+        // Arrange: the file as loaded, then rewritten in place
+        let dir = std::env::temp_dir().join(format!("vmctl-kernel-share-c-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("bzImage");
-        std::fs::write(&path, vec![0u8; 0x4000]).unwrap();
-        let mem = RamLayout::new(16).unwrap().allocate().unwrap();
-        let loaded = FileIdentity::of(&std::fs::metadata(&path).unwrap());
-
-        assert_eq!(share_kernel_pages(&mem, &path, loaded).unwrap(), 0);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_file_replaced_since_the_load_shares_nothing() {
-        // Arrange: the identity of one file, then another file renamed over it
-        let dir = std::env::temp_dir().join(format!("vmctl-kernel-share-r-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let data = vec![7u8; 0x2000];
-        let path = elf_file(&dir, 0x10_0000, &data);
-        let loaded = FileIdentity::of(&std::fs::metadata(&path).unwrap());
-        let other = dir.join("other");
-        std::fs::copy(&path, &other).unwrap();
-        std::fs::rename(&other, &path).unwrap();
+        let (path, pages) = loaded_file(&dir, 0x10_0000, &[7u8; 0x2000]);
+        std::fs::write(&path, vec![8u8; 0x4000]).unwrap();
         let mem = RamLayout::new(16).unwrap().allocate().unwrap();
 
         // Act / assert
-        assert_eq!(share_kernel_pages(&mem, &path, loaded).unwrap(), 0);
+        assert_eq!(share_kernel_pages(&mem, &path, &pages).unwrap(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -154,13 +154,9 @@ pub fn load_guest(
     mem: &GuestMemory,
 ) -> Result<BootEntry> {
     let path = kernel;
-    // (taken before the load: sharing checks the file is still the one loaded)
-    let identity = std::fs::metadata(path)
-        .ok()
-        .map(|m| boot::kernel_share::FileIdentity::of(&m));
     let kernel = boot::load_kernel(mem, path)?;
-    if let (true, Some(identity)) = (share_kernel_pages, identity) {
-        boot::kernel_share::share_kernel_pages(mem, path, identity)?;
+    if let (true, Some(pages)) = (share_kernel_pages, &kernel.file_pages) {
+        boot::kernel_share::share_kernel_pages(mem, path, pages)?;
     }
     let initrd = match initrd {
         Some(path) => {
