@@ -83,6 +83,36 @@ fn run_returns_the_exit_status() {
 }
 
 #[test]
+fn the_kernel_runs_shared_or_copied_as_the_annotation_says() {
+    skip_if!(runtime_unavailable());
+    let rt = Runtime::new();
+    for (value, logged) in [("true", "kernel pages shared"), ("false", "kernel copied")] {
+        let mut b = Bundle::busybox("sharekernel");
+        b.args(&["sh", "-c", "exit 5"]).edit(|spec| {
+            spec["annotations"] = serde_json::json!({ "vmctl.share_kernel_pages": value });
+        });
+        let log = b.path().join("vmctl.log");
+
+        let out = rt.run(&[
+            "--debug",
+            "--log",
+            path(&log),
+            "run",
+            "--bundle",
+            path(b.path()),
+            "sharekernel1",
+        ]);
+
+        out.assert_code(5);
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            log.contains(logged),
+            "{value}: no {logged:?} in the log:\n{log}"
+        );
+    }
+}
+
+#[test]
 fn run_of_a_killed_container_returns_137() {
     skip_if!(runtime_unavailable());
     let rt = Runtime::new();

@@ -27,7 +27,8 @@ pub fn run() -> Result<u8, Error> {
         "annotations": {
             "io.github.vmctl.runtime": "every container in its own KVM microVM",
             "vmctl.cpus": "vCPUs of the container's VM (default: from linux.resources.cpu, else 1)",
-            "vmctl.memory_mib": "guest RAM in MiB (default: from linux.resources.memory.limit, else 256)"
+            "vmctl.memory_mib": "guest RAM in MiB (default: from linux.resources.memory.limit, else 256)",
+            "vmctl.share_kernel_pages": "true or false: map the guest kernel from the host's page cache, one copy for all VMs (default: true unless the host is itself a VM)"
         }
     });
     crate::cmd::print_line(&serde_json::to_string_pretty(&v).unwrap_or_default());

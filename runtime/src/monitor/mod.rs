@@ -151,7 +151,7 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
         Arc::new(vmm::StopSignal::new().map_err(|e| Error::io("cannot create an eventfd", e))?);
     let config = vmm::VmConfig {
         kernel: launch.kernel.clone(),
-        share_kernel_pages: true,
+        share_kernel_pages: launch.vm.share_kernel_pages,
         initrd: None,
         cmdline: kernel_cmdline(),
         vcpus: launch.vm.vcpus,
@@ -183,7 +183,11 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
             booting.elapsed().as_secs_f64() * 1e3
         ))
     };
-    since("VM started");
+    since(if launch.vm.share_kernel_pages {
+        "VM started (kernel pages shared)"
+    } else {
+        "VM started (kernel copied)"
+    });
     let fail = |e: Error| -> Error {
         handle.stop(vmm::StopReason::UserQuit);
         let tail = console_log::tail(&console_path, 5);
