@@ -8,7 +8,7 @@ CARGO ?= cargo
 GUEST_TARGET := x86_64-unknown-linux-gnu
 
 .PHONY: all deps build vmctl agent guest-tools kernel initramfs guestimage bundles testguests testbins testhost demo test \
-        test-harness lint bench clean
+        test-harness lint bench clean install uninstall
 
 all: build
 
@@ -64,6 +64,15 @@ testhost:
 
 test-harness: testhost
 	resources/testhost/test-harness
+
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: vmctl and the guest files it boots.
+PREFIX ?= /usr/local
+install: build
+	resources/install.sh $(BUILD) $(DESTDIR)$(PREFIX)
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/vmctl
+	rm -rf $(DESTDIR)$(PREFIX)/share/vmctl
 
 lint:
 	$(CARGO) fmt --all -- --check
