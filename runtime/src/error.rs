@@ -48,6 +48,9 @@ pub enum Error {
     Agent(String),
     #[error("hook failed: {0}")]
     Hook(String),
+    /// Carrying the container's network namespace into the VM failed.
+    #[error("network: {0}")]
+    Network(String),
     #[error("{0}")]
     Internal(String),
 }

@@ -91,6 +91,9 @@ pub enum Error {
         limit: usize,
         hint: &'static str,
     },
+    /// Setting up the VM's network interfaces, addresses or routes failed.
+    #[error("network: {0}")]
+    Network(String),
     /// A system call failed; `what` says which step, in words.
     #[error("{what}: {source}")]
     Sys { what: String, source: io::Error },

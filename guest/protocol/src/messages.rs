@@ -164,6 +164,42 @@ pub struct ContainerSpec {
     pub sysctl: BTreeMap<String, String>,
     /// Device nodes to create in the container's /dev beside the default ones.
     pub devices: Vec<DeviceNode>,
+    /// The VM's network interfaces, one per virtio-net device, as the host interfaces they
+    /// stand for (see [`NetInterface`]), and the routes through them.
+    #[serde(default)]
+    pub interfaces: Vec<NetInterface>,
+    #[serde(default)]
+    pub routes: Vec<NetRoute>,
+}
+
+/// A network interface of the container's namespace on the host (e.g. Docker's `eth0`), carried
+/// into the VM by a virtio-net device with the same MAC: the agent finds the guest's interface by
+/// that MAC and gives it the name, MTU and addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetInterface {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    pub addresses: Vec<IpPrefix>,
+}
+
+/// An address with its prefix length, e.g. 172.17.0.2/16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpPrefix {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+/// A route: to `destination` (the default route when `None`), through `gateway` if any, out of
+/// the interface named `interface`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetRoute {
+    pub destination: Option<IpPrefix>,
+    pub gateway: Option<std::net::IpAddr>,
+    pub interface: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -90,6 +90,9 @@ pub fn create(g: &Global, a: &CreateArgs, caller_terminal: bool) -> Result<Creat
         Some(Some(path)) => NetNs::Join(path),
         None => NetNs::Inherit,
     };
+    if let NetNs::Join(path) = &netns {
+        refuse_host_netns(path)?;
+    }
     let linux = spec.linux().as_ref();
     let cpu = linux
         .and_then(|l| l.resources().as_ref())
@@ -145,6 +148,27 @@ pub fn create(g: &Global, a: &CreateArgs, caller_terminal: bool) -> Result<Creat
     }
     cleanup.disarm();
     Ok(created)
+}
+
+/// A VM cannot have the host's interfaces (`docker run --network host` names the host's own
+/// namespace): say so rather than boot a VM without a network.
+fn refuse_host_netns(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self/ns/net")
+        .map_err(|e| Error::io("cannot read this process's network namespace", e))?;
+    let theirs = std::fs::metadata(path).map_err(|e| {
+        Error::io(
+            format!("cannot open network namespace {}", path.display()),
+            e,
+        )
+    })?;
+    if (ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino()) {
+        return Err(Error::Unsupported(format!(
+            "network namespace {} is the host's own: a VM cannot have the host's interfaces (--network host)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -9,6 +9,7 @@ mod console_log;
 pub mod control;
 mod files;
 pub mod launch;
+mod network;
 pub mod process;
 pub mod pty;
 pub mod relay;
@@ -129,6 +130,7 @@ fn run(launch: Launch, sync: &mut UnixStream) -> Result<u8, Error> {
     proto::write_frame(sync, &Sync::Created)
         .map_err(|e| Error::Internal(format!("create went away: {e}")))?;
     let reason = booted.vm.wait();
+    drop(booted.network);
     Ok(monitor.finish(reason))
 }
 
@@ -136,6 +138,7 @@ fn run(launch: Launch, sync: &mut UnixStream) -> Result<u8, Error> {
 struct Booted {
     vm: vmm::RunningVm,
     handle: vmm::VmHandle,
+    network: network::Network,
 }
 
 fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
@@ -149,6 +152,27 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
         .map_err(|e| Error::io(format!("cannot create {}", console_path.display()), e))?;
     let stop =
         Arc::new(vmm::StopSignal::new().map_err(|e| Error::io("cannot create an eventfd", e))?);
+    // The host's own namespace is never carried: its interfaces are not the container's.
+    let mut network = match launch.netns {
+        NetNs::Inherit => network::Network::default(),
+        NetNs::New | NetNs::Join(_) => network::discover()?,
+    };
+    let mut devices = vec![
+        vmm::DeviceConfig::Pmem(vmm::PmemConfig {
+            path: launch.guest_image.clone(),
+            read_only: true,
+        }),
+        vmm::DeviceConfig::Vsock(vmm::VsockConfig {
+            guest_cid: u64::from(proto::GUEST_CID),
+            uds_path: vsock.clone(),
+        }),
+    ];
+    devices.extend(network.nics.iter().map(|nic| {
+        vmm::DeviceConfig::Net(vmm::NetConfig {
+            tap: nic.tap.clone(),
+            mac: Some(nic.mac),
+        })
+    }));
     let config = vmm::VmConfig {
         kernel: launch.kernel.clone(),
         share_kernel_pages: launch.vm.share_kernel_pages,
@@ -161,21 +185,14 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
             input: None,
             escape: None,
         },
-        devices: vec![
-            vmm::DeviceConfig::Pmem(vmm::PmemConfig {
-                path: launch.guest_image.clone(),
-                read_only: true,
-            }),
-            vmm::DeviceConfig::Vsock(vmm::VsockConfig {
-                guest_cid: u64::from(proto::GUEST_CID),
-                uds_path: vsock.clone(),
-            }),
-        ],
+        devices,
         timeline: Arc::new(vmm::Timeline::new(Instant::now(), false)),
         stop,
     };
     let booting = Instant::now();
-    let vm = vmm::Vm::build(config)?.start()?;
+    let vm = vmm::Vm::build(config)?;
+    network.connect()?;
+    let vm = vm.start()?;
     let handle = vm.handle();
     let since = |what: &str| {
         log::debug(&format!(
@@ -203,8 +220,11 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
     let _ = std::fs::remove_file(&ready_path);
     let created = (|| {
         let mut agent = agent::AgentConn::connect(&vsock)?;
+        let mut spec = launch.vm.container.clone();
+        spec.interfaces = network.interfaces.clone();
+        spec.routes = network.routes.clone();
         match agent.call(&Request::CreateContainer {
-            spec: Box::new(launch.vm.container.clone()),
+            spec: Box::new(spec),
         })? {
             Response::Started { .. } => Ok(()),
             other => Err(Error::Agent(format!(
@@ -218,7 +238,11 @@ fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
         return Err(e);
     }
     since("container built");
-    Ok(Booted { vm, handle })
+    Ok(Booted {
+        vm,
+        handle,
+        network,
+    })
 }
 
 /// Waits until the agent connects to the ready port and says hello.

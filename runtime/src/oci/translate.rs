@@ -168,6 +168,9 @@ pub fn translate(id: &str, spec: &Spec, bundle: &Path) -> Result<Translated, Err
             .map(|m| m.into_iter().collect::<BTreeMap<_, _>>())
             .unwrap_or_default(),
         devices,
+        // Filled in by the monitor from the namespace, once the hooks have set it up.
+        interfaces: Vec::new(),
+        routes: Vec::new(),
     };
     let (vcpus, memory_mib) = vm_size(spec)?;
     let share_kernel_pages = share_kernel_pages(spec, host_is_a_vm())?;

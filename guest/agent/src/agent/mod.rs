@@ -10,6 +10,7 @@ pub mod connection;
 pub mod exit;
 pub mod handlers;
 pub mod log;
+pub mod network;
 pub mod ps;
 pub mod ready;
 pub mod reaper;

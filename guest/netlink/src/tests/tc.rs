@@ -1,0 +1,132 @@
+use std::time::Duration;
+
+use super::fixtures::{carries, test_frame, PacketSocket, Tap};
+use super::{in_new_netns, link, run, veth_pair_up};
+use crate::{Error, Netlink};
+
+/// How long a frame that should arrive may take.
+const ARRIVES: Duration = Duration::from_secs(5);
+/// How long to wait for a frame that should not arrive.
+const STAYS_AWAY: Duration = Duration::from_millis(500);
+
+#[test]
+fn redirect_ingress_sends_frames_entering_the_veth_to_the_tap() {
+    in_new_netns(
+        "redirect_ingress_sends_frames_entering_the_veth_to_the_tap",
+        || {
+            let mut netlink = Netlink::open().unwrap();
+            let (va, vb) = veth_pair_up(&mut netlink);
+            let mut tap = Tap::create("tap0").unwrap();
+            let tap_link = link(&mut netlink, "tap0");
+            netlink.set_up(tap_link.index, true).unwrap();
+            let sender = PacketSocket::bind(vb.index).unwrap();
+
+            netlink.add_ingress_qdisc(va.index).unwrap();
+            netlink.redirect_ingress(va.index, tap_link.index).unwrap();
+            sender
+                .send(&test_frame(vb.mac.unwrap(), b"redirected"))
+                .unwrap();
+
+            assert!(tap.receives(|frame| carries(frame, b"redirected"), ARRIVES));
+            let filters = run("tc", "filter show dev va ingress");
+            assert!(
+                filters.contains("mirred (Egress Redirect to device tap0)"),
+                "{filters}"
+            );
+        },
+    );
+}
+
+#[test]
+fn delete_ingress_qdisc_removes_the_redirect() {
+    in_new_netns("delete_ingress_qdisc_removes_the_redirect", || {
+        let mut netlink = Netlink::open().unwrap();
+        let (va, vb) = veth_pair_up(&mut netlink);
+        let mut tap = Tap::create("tap0").unwrap();
+        let tap_link = link(&mut netlink, "tap0");
+        netlink.set_up(tap_link.index, true).unwrap();
+        let sender = PacketSocket::bind(vb.index).unwrap();
+        netlink.add_ingress_qdisc(va.index).unwrap();
+        netlink.redirect_ingress(va.index, tap_link.index).unwrap();
+        sender
+            .send(&test_frame(vb.mac.unwrap(), b"before delete"))
+            .unwrap();
+        assert!(
+            tap.receives(|frame| carries(frame, b"before delete"), ARRIVES),
+            "the redirect never worked"
+        );
+
+        netlink.delete_ingress_qdisc(va.index).unwrap();
+        sender
+            .send(&test_frame(vb.mac.unwrap(), b"after delete"))
+            .unwrap();
+
+        assert!(!tap.receives(|frame| carries(frame, b"after delete"), STAYS_AWAY));
+        let qdiscs = run("tc", "qdisc show dev va");
+        assert!(!qdiscs.contains("ingress"), "{qdiscs}");
+    });
+}
+
+#[test]
+fn add_ingress_qdisc_is_shown_by_tc() {
+    in_new_netns("add_ingress_qdisc_is_shown_by_tc", || {
+        let mut netlink = Netlink::open().unwrap();
+        let (va, _) = veth_pair_up(&mut netlink);
+
+        netlink.add_ingress_qdisc(va.index).unwrap();
+
+        let qdiscs = run("tc", "qdisc show dev va");
+        assert!(
+            qdiscs.contains("qdisc ingress ffff: parent ffff:fff1"),
+            "{qdiscs}"
+        );
+    });
+}
+
+#[test]
+fn add_ingress_qdisc_twice_is_a_file_exists_error() {
+    in_new_netns("add_ingress_qdisc_twice_is_a_file_exists_error", || {
+        let mut netlink = Netlink::open().unwrap();
+        let (va, _) = veth_pair_up(&mut netlink);
+        netlink.add_ingress_qdisc(va.index).unwrap();
+
+        let error = netlink.add_ingress_qdisc(va.index).unwrap_err();
+
+        let Error::Kernel { source, .. } = &error else {
+            panic!("not a kernel error: {error}")
+        };
+        assert_eq!(source.raw_os_error(), Some(libc::EEXIST), "{error}");
+    });
+}
+
+#[test]
+fn delete_ingress_qdisc_without_one_is_ok() {
+    in_new_netns("delete_ingress_qdisc_without_one_is_ok", || {
+        let mut netlink = Netlink::open().unwrap();
+        let (va, _) = veth_pair_up(&mut netlink);
+
+        let result = netlink.delete_ingress_qdisc(va.index);
+
+        assert!(result.is_ok(), "{result:?}");
+    });
+}
+
+#[test]
+fn redirect_ingress_without_an_ingress_qdisc_is_a_kernel_error() {
+    in_new_netns(
+        "redirect_ingress_without_an_ingress_qdisc_is_a_kernel_error",
+        || {
+            let mut netlink = Netlink::open().unwrap();
+            let (va, vb) = veth_pair_up(&mut netlink);
+
+            let error = netlink.redirect_ingress(va.index, vb.index).unwrap_err();
+
+            assert!(matches!(error, Error::Kernel { .. }), "{error}");
+            let expected = format!(
+                "cannot redirect the ingress of link {} to link {}: ",
+                va.index, vb.index
+            );
+            assert!(error.to_string().starts_with(&expected), "{error}");
+        },
+    );
+}

@@ -1,0 +1,157 @@
+//! The container's network namespace, carried into its VM (Kata's "tc filter" model). For each
+//! Ethernet interface the namespace holds when the VM is built (Docker's veth `eth0`, moved in by
+//! its prestart hook before that), the VM gets a virtio-net device on a tap of its own with the
+//! interface's MAC, and tc redirects every frame arriving on either of the two out of the other:
+//! the guest is on the container's network as the namespace was. The interface's addresses and
+//! routes go to the agent, which gives them to the guest's interface; the namespace keeps its
+//! copies, unused (every frame on the interface goes to the tap before its stack sees it).
+
+use std::net::IpAddr;
+
+use guest_protocol::{IpPrefix, NetInterface, NetRoute};
+use vmctl_netlink::{Link, Netlink};
+
+use crate::Error;
+
+/// At most this many interfaces are carried into a VM.
+const MAX_NICS: usize = 8;
+/// Routes the kernel made itself (an address's prefix route): the guest's kernel makes its own.
+const RTPROT_KERNEL: u8 = 2;
+
+/// One interface of the namespace and the tap that stands for it.
+#[derive(Clone, Debug)]
+pub struct Nic {
+    pub host_index: u32,
+    pub tap: String,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// What the namespace holds: the interfaces to carry, and the agent's view of them. Dropping it
+/// undoes [`Network::connect`] on the namespace's interfaces, which may outlive the VM (a joined
+/// namespace); the taps' side goes with the taps.
+#[derive(Debug, Default)]
+pub struct Network {
+    pub nics: Vec<Nic>,
+    pub interfaces: Vec<NetInterface>,
+    pub routes: Vec<NetRoute>,
+    /// Interfaces that got our ingress qdisc.
+    redirected: Vec<u32>,
+}
+
+/// Reads the calling thread's network namespace.
+pub fn discover() -> Result<Network, Error> {
+    let mut nl = Netlink::open().map_err(net)?;
+    let links = nl.links().map_err(net)?;
+    let carried: Vec<&Link> = links.iter().filter(|l| carried(l)).collect();
+    if carried.len() > MAX_NICS {
+        return Err(Error::Unsupported(format!(
+            "{} network interfaces in the container's namespace (a VM takes at most {MAX_NICS})",
+            carried.len()
+        )));
+    }
+    let routes = nl.routes().map_err(net)?;
+    let mut network = Network::default();
+    for (i, link) in carried.into_iter().enumerate() {
+        let Some(mac) = link.mac else { continue };
+        let addresses = nl
+            .addresses(link.index)
+            .map_err(net)?
+            .into_iter()
+            .filter(|a| !is_link_local(a.net.addr))
+            .map(|a| IpPrefix {
+                addr: a.net.addr,
+                prefix: a.net.prefix,
+            })
+            .collect();
+        network.nics.push(Nic {
+            host_index: link.index,
+            tap: format!("vmtap{i}"),
+            mac,
+            mtu: link.mtu,
+        });
+        network.interfaces.push(NetInterface {
+            name: link.name.clone(),
+            mac,
+            mtu: link.mtu,
+            addresses,
+        });
+        for r in routes.iter().filter(|r| r.oif == Some(link.index)) {
+            if r.protocol == RTPROT_KERNEL
+                || r.destination
+                    .is_some_and(|d| is_link_local(d.addr) || d.addr.is_multicast())
+            {
+                continue;
+            }
+            network.routes.push(NetRoute {
+                destination: r.destination.map(|d| IpPrefix {
+                    addr: d.addr,
+                    prefix: d.prefix,
+                }),
+                gateway: r.gateway,
+                interface: link.name.clone(),
+            });
+        }
+    }
+    Ok(network)
+}
+
+impl Network {
+    /// Joins each interface to its tap, once the VMM has opened the taps (before the guest runs).
+    pub fn connect(&mut self) -> Result<(), Error> {
+        if self.nics.is_empty() {
+            return Ok(());
+        }
+        let mut nl = Netlink::open().map_err(net)?;
+        for nic in &self.nics {
+            let tap = nl
+                .link_by_name(&nic.tap)
+                .map_err(net)?
+                .ok_or_else(|| Error::Internal(format!("tap {} went away", nic.tap)))?;
+            nl.set_mtu(tap.index, nic.mtu).map_err(net)?;
+            nl.set_up(tap.index, true).map_err(net)?;
+            nl.set_up(nic.host_index, true).map_err(net)?;
+            nl.add_ingress_qdisc(nic.host_index).map_err(net)?;
+            self.redirected.push(nic.host_index);
+            nl.redirect_ingress(nic.host_index, tap.index)
+                .map_err(net)?;
+            nl.add_ingress_qdisc(tap.index).map_err(net)?;
+            nl.redirect_ingress(tap.index, nic.host_index)
+                .map_err(net)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if self.redirected.is_empty() {
+            return;
+        }
+        if let Ok(mut nl) = Netlink::open() {
+            for &index in &self.redirected {
+                let _ = nl.delete_ingress_qdisc(index);
+            }
+        }
+    }
+}
+
+/// Ethernet interfaces other than our own taps (a tap is the VMM's end, never a container's).
+fn carried(link: &Link) -> bool {
+    link.link_type == libc::ARPHRD_ETHER
+        && link.name != "lo"
+        && link.kind.as_deref() != Some("tun")
+        && link.mac.is_some()
+}
+
+/// fe80::/10: each side makes its own from the MAC.
+fn is_link_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+        IpAddr::V4(_) => false,
+    }
+}
+
+fn net(e: vmctl_netlink::Error) -> Error {
+    Error::Network(e.to_string())
+}
