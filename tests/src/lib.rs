@@ -9,6 +9,7 @@
 //!   `<repo>/build/tests/guests` (built on first use with `resources/testguests/build.sh`).
 
 pub mod linux;
+pub mod netns;
 pub mod oci;
 
 use std::io::{Read, Write};

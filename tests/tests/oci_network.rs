@@ -8,70 +8,33 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use vmctl_tests::netns::{sh, Netns};
 use vmctl_tests::oci::{runtime_unavailable, wait_until, Bundle, Runtime};
-use vmctl_tests::{run, skip_if, Outcome};
+use vmctl_tests::skip_if;
 
-/// A network namespace with one end of a veth pair as its `eth0`; removed on drop.
-struct Veth {
-    netns: String,
-    host_if: String,
-}
-
-impl Veth {
-    /// `eth0` in a new namespace at `guest_ip`/24, its peer on the host at `host_ip`/24.
-    fn new(tag: &str, host_ip: &str, guest_ip: &str) -> Veth {
-        let id = std::process::id() % 100_000;
-        let v = Veth {
-            netns: format!("vmctl-{tag}-{id}"),
-            host_if: format!("vh{tag}{id}"),
-        };
-        let (ns, hi) = (&v.netns, &v.host_if);
-        for cmd in [
-            format!("ip netns add {ns}"),
-            format!("ip link add {hi} type veth peer name eth0 netns {ns}"),
-            format!("ip addr add {host_ip}/24 dev {hi}"),
-            format!("ip link set {hi} up"),
-            format!("ip -n {ns} addr add {guest_ip}/24 dev eth0"),
-            format!("ip -n {ns} link set eth0 up"),
-            format!("ip -n {ns} route add default via {host_ip}"),
-        ] {
-            sh(&cmd).assert_code(0);
-        }
-        v
-    }
-
-    fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.netns)
-    }
-
-    /// The MAC of the namespace's `eth0`.
-    fn mac(&self) -> String {
-        let out = sh(&format!(
-            "ip netns exec {} cat /sys/class/net/eth0/address",
-            self.netns
-        ));
-        out.assert_code(0);
-        out.stdout.trim().to_string()
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = sh(&format!("ip link del {}", self.host_if));
-        let _ = sh(&format!("ip netns del {}", self.netns));
-    }
-}
-
-fn sh(cmd: &str) -> Outcome {
-    run(
-        Command::new("sh").args(["-c", cmd]),
-        Duration::from_secs(60),
-    )
+/// A network namespace whose `eth0` is one end of a veth pair, the other on the host at
+/// `host_ip`/24 (gone with the namespace).
+fn veth_netns(tag: &str, host_ip: &str, guest_ip: &str) -> Netns {
+    let ns = Netns::new(tag);
+    let (n, hi) = (&ns.0, format!("vh{tag}{}", std::process::id() % 100_000));
+    sh(&format!(
+        "ip link add {hi} type veth peer name eth0 netns {n} && \
+         ip addr add {host_ip}/24 dev {hi} && ip link set {hi} up && \
+         ip -n {n} addr add {guest_ip}/24 dev eth0 && ip -n {n} link set eth0 up && \
+         ip -n {n} route add default via {host_ip}"
+    ));
+    ns
 }
 
 fn no_ip_tool() -> Option<String> {
-    (!sh("command -v ip && command -v tc").stdout.contains("/tc"))
-        .then(|| "iproute2 (ip, tc) is not installed".to_string())
+    let found = |tool| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    (!found("ip") || !found("tc")).then(|| "iproute2 (ip, tc) is not installed".to_string())
 }
 
 fn path(p: &std::path::Path) -> &str {
@@ -91,7 +54,7 @@ fn join_netns(b: &mut Bundle, netns: &str) {
 #[test]
 fn a_veth_in_the_namespace_becomes_the_guests_interface() {
     skip_if!(runtime_unavailable().or_else(no_ip_tool));
-    let veth = Veth::new("net", "10.201.0.1", "10.201.0.2");
+    let ns = veth_netns("net", "10.201.0.1", "10.201.0.2");
     let listener = TcpListener::bind("10.201.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let from_guest = std::thread::spawn(move || {
@@ -102,7 +65,7 @@ fn a_veth_in_the_namespace_becomes_the_guests_interface() {
     });
     let rt = Runtime::new();
     let mut b = Bundle::busybox("net");
-    join_netns(&mut b, &veth.path());
+    join_netns(&mut b, &ns.path());
     b.args(&[
         "sh",
         "-c",
@@ -145,7 +108,8 @@ fn a_veth_in_the_namespace_becomes_the_guests_interface() {
         "the host reached the guest's server: {answer:?}\n{out}"
     );
     assert!(out.contains("inet 10.201.0.2/24"), "{out}");
-    assert!(out.contains(&veth.mac()), "the guest has eth0's MAC: {out}");
+    let mac = sh(&ns.exec("cat /sys/class/net/eth0/address"));
+    assert!(out.contains(mac.trim()), "the guest has eth0's MAC: {out}");
     assert!(out.contains("default via 10.201.0.1"), "{out}");
     assert!(
         out.lines().any(|l| l == "unknown" || l == "up"),
@@ -154,18 +118,10 @@ fn a_veth_in_the_namespace_becomes_the_guests_interface() {
     assert_eq!(from_guest.join().unwrap(), "from-guest\n");
     let left = sh(&format!(
         "ip -n {ns} -o link; tc -n {ns} qdisc show dev eth0",
-        ns = veth.netns
+        ns = ns.0
     ));
-    assert!(
-        !left.stdout.contains("vmtap"),
-        "the tap is gone: {}",
-        left.stdout
-    );
-    assert!(
-        !left.stdout.contains("ingress"),
-        "the redirect is gone: {}",
-        left.stdout
-    );
+    assert!(!left.contains("vmtap"), "the tap is gone: {left}");
+    assert!(!left.contains("ingress"), "the redirect is gone: {left}");
 }
 
 #[test]

@@ -9,61 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use vmctl_tests::linux::{initramfs_with, linux_root_unavailable, vmlinux, ConsoleVm};
+use vmctl_tests::netns::{sh, Netns};
 use vmctl_tests::{guest, guest_tool, kvm_unusable, not_root, run, skip_if, vmctl, Outcome};
 
 /// 100 MiB each way.
 const TRANSFER: u64 = 100 << 20;
 /// A whole transfer test inside the test host (QEMU TCG: everything is slow).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// A network namespace, deleted on drop (with every interface in it).
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("vmctl-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&format!(
-            "ip netns add {name} && ip -n {name} link set lo up"
-        ));
-        Netns(name)
-    }
-
-    /// `ip netns exec NS` prefix for a shell command.
-    fn exec(&self, cmd: &str) -> String {
-        format!("ip netns exec {} {cmd}", self.0)
-    }
-
-    fn has_link(&self, dev: &str) -> bool {
-        Command::new("ip")
-            .args(["-n", &self.0, "link", "show", dev])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// Runs a shell command on the host, asserting it succeeds; returns its stdout.
-fn sh(cmd: &str) -> String {
-    let out = run(
-        Command::new("sh").args(["-c", cmd]),
-        Duration::from_secs(300),
-    );
-    assert!(
-        out.code() == Some(0),
-        "host command failed: {cmd}\n{}",
-        out.describe()
-    );
-    out.stdout
-}
 
 /// `vmctl boot ARGS -- sh -c SCRIPT` in `ns`.
 fn start_vm(ns: &Netns, args: &[&str], script: &str) -> ConsoleVm {
