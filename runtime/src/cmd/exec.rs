@@ -16,6 +16,7 @@ use crate::cmd::load;
 use crate::monitor::agent::AgentConn;
 use crate::monitor::process::{self, HostStdio};
 use crate::monitor::signals;
+use crate::oci::sockets::SocketDir;
 use crate::oci::{cgroup, spec, state, translate, Global};
 use crate::terminal::RawMode;
 use crate::Error;
@@ -227,7 +228,8 @@ impl Exec {
         stdio: &HostStdio,
         started: &mut dyn FnMut(Result<(), (String, u8)>),
     ) -> Result<u8, Error> {
-        let vsock = self.dir.join(state::VSOCK_SOCKET);
+        let sockets = SocketDir::open(&self.dir)?;
+        let vsock = sockets.join(state::VSOCK_SOCKET);
         let blocked = signals::block()?;
         let result = (|| {
             let mut agent = AgentConn::connect(&vsock)?;

@@ -12,6 +12,7 @@ use crate::cmd::{delete, lifecycle};
 use crate::monitor::control::{self, ControlRequest};
 use crate::monitor::process::{self, HostStdio};
 use crate::monitor::signals;
+use crate::oci::sockets::SocketDir;
 use crate::oci::{log, state, Global};
 use crate::terminal::RawMode;
 use crate::Error;
@@ -49,7 +50,8 @@ pub fn run(g: &Global, a: RunArgs) -> Result<u8, Error> {
                 .as_ref()
                 .and_then(|p| p.terminal())
                 .unwrap_or(false);
-        let vsock = created.dir.join(state::VSOCK_SOCKET);
+        let sockets = SocketDir::open(&created.dir)?;
+        let vsock = sockets.join(state::VSOCK_SOCKET);
         let mut raw = None;
         let attached = if caller_terminal {
             raw = RawMode::enter(0).map_err(Error::Console)?;

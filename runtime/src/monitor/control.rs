@@ -8,6 +8,7 @@ use std::time::Duration;
 use guest_protocol::{self as proto, ProcessInfo};
 use serde::{Deserialize, Serialize};
 
+use crate::oci::sockets::SocketDir;
 use crate::oci::state;
 use crate::Error;
 
@@ -41,11 +42,11 @@ pub enum ControlResponse {
 
 /// Sends one request to the monitor of the container whose state directory is `dir`.
 pub fn call(dir: &Path, req: &ControlRequest) -> Result<ControlResponse, Error> {
-    let path = dir.join(state::CONTROL_SOCKET);
-    let mut s = UnixStream::connect(&path).map_err(|e| {
+    let sockets = SocketDir::open(dir)?;
+    let mut s = UnixStream::connect(sockets.join(state::CONTROL_SOCKET)).map_err(|e| {
         Error::Internal(format!(
             "cannot reach the container's monitor at {}: {}",
-            path.display(),
+            dir.join(state::CONTROL_SOCKET).display(),
             crate::error::describe_io(&e)
         ))
     })?;

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use guest_protocol::{self as proto, Request, Response};
 
+use crate::oci::sockets::SocketDir;
 use crate::oci::{cgroup, log, state, time};
 use crate::Error;
 use launch::{Launch, NetNs, Sync};
@@ -100,7 +101,8 @@ fn run(launch: Launch, sync: &mut UnixStream) -> Result<u8, Error> {
         }
     }
     let dir = state::dir(&launch.root, &launch.id);
-    let booted = boot(&launch, &dir)?;
+    let sockets = SocketDir::open(&dir)?;
+    let booted = boot(&launch, &dir, &sockets)?;
     let record = state::Record {
         id: launch.id.clone(),
         pid: me as i32,
@@ -121,6 +123,7 @@ fn run(launch: Launch, sync: &mut UnixStream) -> Result<u8, Error> {
     let monitor = Arc::new(serve::Monitor::new(
         &launch,
         dir,
+        sockets,
         record,
         booted.handle.clone(),
     ));
@@ -141,8 +144,8 @@ struct Booted {
     network: network::Network,
 }
 
-fn boot(launch: &Launch, dir: &Path) -> Result<Booted, Error> {
-    let vsock = dir.join(state::VSOCK_SOCKET);
+fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Error> {
+    let vsock = sockets.join(state::VSOCK_SOCKET);
     files::start(&port_socket(&vsock, proto::FILES_PORT), &launch.vm.shares)?;
     let ready_path = port_socket(&vsock, proto::READY_PORT);
     let ready = UnixListener::bind(&ready_path)

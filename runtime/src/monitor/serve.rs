@@ -15,6 +15,7 @@ use super::agent::AgentConn;
 use super::control::{ControlRequest, ControlResponse};
 use super::launch::{Launch, Stdio};
 use super::{console_log, pty, relay};
+use crate::oci::sockets::SocketDir;
 use crate::oci::{log, state};
 use crate::Error;
 
@@ -25,6 +26,8 @@ pub struct Monitor {
     root: PathBuf,
     dir: PathBuf,
     vsock: PathBuf,
+    /// Keeps the state directory reachable by the socket paths (see `oci::sockets`).
+    sockets: SocketDir,
     handle: vmm::VmHandle,
     stdio: Stdio,
     terminal: bool,
@@ -46,12 +49,14 @@ impl Monitor {
     pub fn new(
         launch: &Launch,
         dir: PathBuf,
+        sockets: SocketDir,
         record: state::Record,
         handle: vmm::VmHandle,
     ) -> Monitor {
         Monitor {
             root: launch.root.clone(),
-            vsock: dir.join(state::VSOCK_SOCKET),
+            vsock: sockets.join(state::VSOCK_SOCKET),
+            sockets,
             dir,
             handle,
             stdio: launch.stdio.clone(),
@@ -294,7 +299,7 @@ impl Monitor {
 
 /// Serves the control socket from a thread of its own, one thread per connection.
 pub fn control_server(monitor: Arc<Monitor>) -> Result<(), Error> {
-    let path = monitor.dir.join(state::CONTROL_SOCKET);
+    let path = monitor.sockets.join(state::CONTROL_SOCKET);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)
         .map_err(|e| Error::io(format!("cannot listen on {}", path.display()), e))?;

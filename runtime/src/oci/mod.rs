@@ -6,6 +6,7 @@ pub mod hooks;
 pub mod id;
 pub mod log;
 pub mod signal;
+pub mod sockets;
 pub mod spec;
 pub mod state;
 pub mod time;
