@@ -1,6 +1,7 @@
 #!/bin/bash
 # `make demo` after `make deps build`: boot a microVM running a command and print its boot
-# timeline -- directly where KVM can run Linux, inside the test host where it cannot.
+# timeline, then run containers under Docker in microVMs (resources/demo-docker.sh) -- directly
+# where KVM can run Linux, inside the test host where it cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo='set -e
@@ -14,6 +15,9 @@ if reason=$(resources/testhost/need-testhost); then
   echo "Linux guests need the test host here: $reason"
   resources/testhost/build
   resources/testhost/run -- bash -c "$demo"
+  resources/testhost/run -- bash -c "$(cat resources/demo-docker.sh)" demo-docker \
+    /build/bin/vmctl /build/tests/bundles/busybox/rootfs
 else
   PATH=$PWD/build/bin:$PATH bash -c "$demo"
+  resources/demo-docker.sh build/bin/vmctl build/tests/bundles/busybox/rootfs
 fi

@@ -1,31 +1,65 @@
 //! The guest's serial console of a container VM: a debugging log in the state directory,
-//! bounded so a chatty guest cannot fill the host's disk.
+//! bounded so a chatty guest cannot fill the host's disk. It also watches for the guest
+//! kernel's OOM-kill line (printed at KERN_ERR, so `quiet` keeps it), which is how the
+//! monitor learns that the container went over its memory.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// At most this much of the console is kept; the rest is counted and dropped.
 pub const MAX_BYTES: u64 = 4 << 20;
+/// The end of the guest kernel's "Out of memory: Killed process N" (and its memcg variant).
+const OOM_KILL: &[u8] = b"ut of memory: Killed process";
 
 pub struct ConsoleLog {
     file: File,
     written: u64,
     dropped: u64,
+    /// The last bytes seen, so that the OOM line is found across writes.
+    carry: Vec<u8>,
+    oom_killed: Arc<AtomicBool>,
 }
 
 impl ConsoleLog {
-    pub fn create(path: &Path) -> io::Result<ConsoleLog> {
+    pub fn create(path: &Path, oom_killed: Arc<AtomicBool>) -> io::Result<ConsoleLog> {
         Ok(ConsoleLog {
             file: File::create(path)?,
             written: 0,
             dropped: 0,
+            carry: Vec::with_capacity(2 * OOM_KILL.len()),
+            oom_killed,
         })
     }
+
+    fn watch(&mut self, buf: &[u8]) {
+        if self.oom_killed.load(Ordering::Relaxed) {
+            return;
+        }
+        // The carried tail joined to the new bytes' head holds a line cut between writes.
+        let keep = OOM_KILL.len() - 1;
+        let mut joint = std::mem::take(&mut self.carry);
+        joint.extend_from_slice(&buf[..buf.len().min(keep)]);
+        if contains(&joint, OOM_KILL) || contains(buf, OOM_KILL) {
+            self.oom_killed.store(true, Ordering::Relaxed);
+        }
+        self.carry = if buf.len() >= keep {
+            buf[buf.len() - keep..].to_vec()
+        } else {
+            joint[joint.len().saturating_sub(keep)..].to_vec()
+        };
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 impl Write for ConsoleLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.watch(buf);
         let room = MAX_BYTES.saturating_sub(self.written) as usize;
         let keep = room.min(buf.len());
         if keep > 0 {
@@ -53,4 +87,28 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oom_kill_line_is_seen_even_when_cut_between_writes() {
+        // Arrange
+        let dir = std::env::temp_dir().join(format!("vmctl-console-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut log = ConsoleLog::create(&dir.join("console.log"), flag.clone()).unwrap();
+        // Act
+        log.write_all(b"[ 1.0] booting\n[ 2.0] Out of mem").unwrap();
+        let before = flag.load(Ordering::Relaxed);
+        for b in b"ory: Killed process 42 (dd)\n" {
+            log.write_all(&[*b]).unwrap();
+        }
+        // Assert
+        assert!(!before);
+        assert!(flag.load(Ordering::Relaxed));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -21,6 +21,7 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,12 +135,18 @@ fn run(launch: Launch, sync: &mut UnixStream) -> Result<u8, Error> {
         .map_err(|e| Error::Internal(format!("create went away: {e}")))?;
     let reason = booted.vm.wait();
     drop(booted.network);
+    if booted.oom_killed.load(Ordering::Relaxed) {
+        log::debug("the guest kernel OOM-killed a process: reporting it in the cgroup");
+        cgroup::report_oom(&launch.cgroup);
+    }
     Ok(monitor.finish(reason))
 }
 
 /// The VM up to a ready agent that has built the container.
 struct Booted {
     vm: vmm::RunningVm,
+    /// Set when the guest kernel OOM-killed a process.
+    oom_killed: Arc<AtomicBool>,
     handle: vmm::VmHandle,
     network: network::Network,
 }
@@ -151,7 +158,8 @@ fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Erro
     let ready = UnixListener::bind(&ready_path)
         .map_err(|e| Error::io(format!("cannot listen on {}", ready_path.display()), e))?;
     let console_path = dir.join(state::CONSOLE_LOG);
-    let console = console_log::ConsoleLog::create(&console_path)
+    let oom_killed = Arc::new(AtomicBool::new(false));
+    let console = console_log::ConsoleLog::create(&console_path, oom_killed.clone())
         .map_err(|e| Error::io(format!("cannot create {}", console_path.display()), e))?;
     let stop =
         Arc::new(vmm::StopSignal::new().map_err(|e| Error::io("cannot create an eventfd", e))?);
@@ -243,6 +251,7 @@ fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Erro
     since("container built");
     Ok(Booted {
         vm,
+        oom_killed,
         handle,
         network,
     })

@@ -181,6 +181,91 @@ pub fn apply_cpu(path: &str, quota: Option<i64>, period: Option<u64>) {
     }
 }
 
+/// How long the OOM report's helper may take to be killed.
+const OOM_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Makes the container's memory cgroup record an OOM kill, once its VM has ended because the
+/// guest kernel killed for want of memory: Docker (`State.OOMKilled`) and containerd learn of
+/// OOM only from the cgroup's own events, and the guest's RAM, not the host cgroup, is what
+/// the container ran out of. The cgroup's limit is lowered to what it uses now, and a helper
+/// with `oom_score_adj` 1000 allocates until the kernel's memcg OOM killer ends it; the limit is
+/// then put back. Best effort: a host without a memory hierarchy reports nothing.
+pub fn report_oom(path: &str) {
+    let rel = path.trim_start_matches('/');
+    for (mount, v2) in hierarchies() {
+        let dir = mount.join(rel);
+        let (limit, usage) = if v2 {
+            ("memory.max", "memory.current")
+        } else {
+            ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        };
+        let (Ok(old), Ok(used)) = (
+            fs::read_to_string(dir.join(limit)),
+            fs::read_to_string(dir.join(usage)),
+        ) else {
+            continue;
+        };
+        let Ok(used) = used.trim().parse::<u64>() else {
+            continue;
+        };
+        let tight = (used + (8 << 20)).next_multiple_of(4096);
+        if fs::write(dir.join(limit), tight.to_string()).is_ok() {
+            run_oom_helper();
+            // The shim reads the event asynchronously: let it land before the container's exit.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = fs::write(dir.join(limit), old.trim());
+        return;
+    }
+}
+
+/// Forks a child that allocates until the OOM killer takes it; waits for its end.
+fn run_oom_helper() {
+    // SAFETY: the child only makes system calls (open, write, mmap, _exit) before it dies: no
+    // allocation or lock of the parent's threads is touched after fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: async-signal-safe calls on a NUL-terminated path and a local buffer.
+        unsafe {
+            let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+            if fd >= 0 {
+                libc::write(fd, b"1000".as_ptr().cast(), 4);
+            }
+            for _ in 0..4096 {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    16 << 20,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                    -1,
+                    0,
+                );
+            }
+            libc::_exit(0);
+        }
+    }
+    if pid < 0 {
+        return;
+    }
+    let deadline = Instant::now() + OOM_REPORT_TIMEOUT;
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child, with a local status word.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: kill(2) and waitpid(2) on our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Removes the directories [`join`] created, deepest first. Processes still in one (a killed
 /// monitor's threads tearing down its VM, an exec's host side) are killed, as runc's delete
 /// kills what is left in the container's cgroup; one that cannot be emptied is reported.

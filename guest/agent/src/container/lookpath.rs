@@ -24,9 +24,10 @@ pub fn look_path(program: &str, path: Option<&str>) -> Result<PathBuf, Error> {
     if program.contains('/') {
         return match executable(Path::new(program)) {
             Ok(()) => Ok(PathBuf::from(program)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(not_found(program, format!("stat {program}: {e}")))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(
+                program,
+                format!("stat {program}: {}", reason(&e)),
+            )),
             Err(e) => Err(Error::NotExecutable {
                 program: program.into(),
                 reason: reason(&e),
@@ -107,6 +108,20 @@ mod tests {
         let bin = d.0.join("bin");
         let path = format!("/nonexistent:{}", bin.display());
         assert_eq!(look_path("tool", Some(&path)).unwrap(), bin.join("tool"));
+    }
+
+    #[test]
+    fn a_missing_path_is_reported_in_runcs_words() {
+        // Arrange: Docker turns "no such file or directory" (Go's lowercase text) into 127.
+        let program = "/nonexistent/program";
+        // Act
+        let err = look_path(program, None).unwrap_err();
+        // Assert
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            err.to_string(),
+            "exec: \"/nonexistent/program\": stat /nonexistent/program: no such file or directory"
+        );
     }
 
     #[test]
