@@ -10,6 +10,11 @@ pkgs=(
   debootstrap                    # the test host's root filesystem
   kmod iproute2 time gcc binutils
 )
+# The Docker tests and demo run where the Linux guests run: inside the test host (its own packages)
+# when this host's KVM cannot run them, here otherwise.
+if ! "$(dirname "$0")/testhost/need-testhost" >/dev/null; then
+  pkgs+=(docker.io containerd runc iptables)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
