@@ -181,19 +181,15 @@ impl Dockerd {
     /// Removes every container and asserts nothing of vmctl's is left: no monitor, no state
     /// directory, no tap on the host, no mount of a container's rootfs.
     pub fn assert_nothing_left(&self) {
-        let ids = self.ok(&["ps", "-aq"]);
+        let ids = self.ok(&["ps", "-aq", "--no-trunc"]);
         for id in ids.lines() {
             self.ok(&["rm", "-f", id]);
         }
+        // Each container's monitor is `vmctl monitor <id>`.
+        let left = || -> Vec<String> { ids.lines().flat_map(processes_mentioning).collect() };
+        let gone = wait_until(Duration::from_secs(30), || left().is_empty());
+        assert!(gone, "vmctl processes left: {:?}", left());
         let root = self.runtime_root();
-        let gone = wait_until(Duration::from_secs(30), || {
-            processes_mentioning(&root.display().to_string()).is_empty()
-        });
-        assert!(
-            gone,
-            "vmctl processes left: {:?}",
-            processes_mentioning(&root.display().to_string())
-        );
         let states: Vec<_> = std::fs::read_dir(&root)
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();

@@ -13,13 +13,16 @@ use std::sync::Arc;
 pub const MAX_BYTES: u64 = 4 << 20;
 /// The end of the guest kernel's "Out of memory: Killed process N" (and its memcg variant).
 const OOM_KILL: &[u8] = b"ut of memory: Killed process";
+/// The bytes of a cut OOM line that one write can end with.
+const CARRY: usize = OOM_KILL.len() - 1;
 
 pub struct ConsoleLog {
     file: File,
     written: u64,
     dropped: u64,
     /// The last bytes seen, so that the OOM line is found across writes.
-    carry: Vec<u8>,
+    carry: [u8; CARRY],
+    carry_len: usize,
     oom_killed: Arc<AtomicBool>,
 }
 
@@ -29,27 +32,33 @@ impl ConsoleLog {
             file: File::create(path)?,
             written: 0,
             dropped: 0,
-            carry: Vec::with_capacity(2 * OOM_KILL.len()),
+            carry: [0; CARRY],
+            carry_len: 0,
             oom_killed,
         })
     }
 
+    /// Looks for the OOM line without allocating: this runs on a vCPU thread.
     fn watch(&mut self, buf: &[u8]) {
         if self.oom_killed.load(Ordering::Relaxed) {
             return;
         }
         // The carried tail joined to the new bytes' head holds a line cut between writes.
-        let keep = OOM_KILL.len() - 1;
-        let mut joint = std::mem::take(&mut self.carry);
-        joint.extend_from_slice(&buf[..buf.len().min(keep)]);
-        if contains(&joint, OOM_KILL) || contains(buf, OOM_KILL) {
+        let head = &buf[..buf.len().min(CARRY)];
+        let mut joint = [0u8; 2 * CARRY];
+        joint[..self.carry_len].copy_from_slice(&self.carry[..self.carry_len]);
+        let joint_len = self.carry_len + head.len();
+        joint[self.carry_len..joint_len].copy_from_slice(head);
+        if contains(&joint[..joint_len], OOM_KILL) || contains(buf, OOM_KILL) {
             self.oom_killed.store(true, Ordering::Relaxed);
         }
-        self.carry = if buf.len() >= keep {
-            buf[buf.len() - keep..].to_vec()
+        let tail = if buf.len() >= CARRY {
+            &buf[buf.len() - CARRY..]
         } else {
-            joint[joint.len().saturating_sub(keep)..].to_vec()
+            &joint[joint_len.saturating_sub(CARRY)..joint_len]
         };
+        self.carry[..tail.len()].copy_from_slice(tail);
+        self.carry_len = tail.len();
     }
 }
 

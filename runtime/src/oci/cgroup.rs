@@ -189,7 +189,8 @@ const OOM_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// OOM only from the cgroup's own events, and the guest's RAM, not the host cgroup, is what
 /// the container ran out of. The cgroup's limit is lowered to what it uses now, and a helper
 /// with `oom_score_adj` 1000 allocates until the kernel's memcg OOM killer ends it; the limit is
-/// then put back. Best effort: a host without a memory hierarchy reports nothing.
+/// then put back. Best effort: a host without a memory hierarchy reports nothing, nor one whose
+/// swap takes the helper's pages.
 pub fn report_oom(path: &str) {
     let rel = path.trim_start_matches('/');
     for (mount, v2) in hierarchies() {
@@ -231,10 +232,12 @@ fn run_oom_helper() {
             if fd >= 0 {
                 libc::write(fd, b"1000".as_ptr().cast(), 4);
             }
-            for _ in 0..4096 {
+            // At most 32 MiB, 24 past the headroom: where swap takes the pages instead of
+            // the OOM killer, the helper ends with nothing reported and little swapped.
+            for _ in 0..8 {
                 libc::mmap(
                     std::ptr::null_mut(),
-                    16 << 20,
+                    4 << 20,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
                     -1,
