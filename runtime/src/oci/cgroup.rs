@@ -190,7 +190,7 @@ const OOM_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// the container ran out of. The cgroup's limit is lowered to what it uses now, and a helper
 /// with `oom_score_adj` 1000 allocates until the kernel's memcg OOM killer ends it; the limit is
 /// then put back. Best effort: a host without a memory hierarchy reports nothing, nor one whose
-/// swap takes the helper's pages.
+/// swap takes the helper's pages (no more than the cgroup's limit of them).
 pub fn report_oom(path: &str) {
     let rel = path.trim_start_matches('/');
     for (mount, v2) in hierarchies() {
@@ -211,7 +211,7 @@ pub fn report_oom(path: &str) {
         };
         let tight = (used + (8 << 20)).next_multiple_of(4096);
         if fs::write(dir.join(limit), tight.to_string()).is_ok() {
-            run_oom_helper();
+            run_oom_helper(tight);
             // The shim reads the event asynchronously: let it land before the container's exit.
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -220,8 +220,11 @@ pub fn report_oom(path: &str) {
     }
 }
 
-/// Forks a child that allocates until the OOM killer takes it; waits for its end.
-fn run_oom_helper() {
+/// Forks a child that allocates `limit` bytes, more than the cgroup can hold even with all its
+/// page cache reclaimed, so the OOM killer takes it; waits for its end.
+fn run_oom_helper(limit: u64) {
+    const CHUNK: usize = 4 << 20;
+    let chunks = limit.div_ceil(CHUNK as u64) + 1;
     // SAFETY: the child only makes system calls (open, write, mmap, _exit) before it dies: no
     // allocation or lock of the parent's threads is touched after fork.
     let pid = unsafe { libc::fork() };
@@ -232,12 +235,12 @@ fn run_oom_helper() {
             if fd >= 0 {
                 libc::write(fd, b"1000".as_ptr().cast(), 4);
             }
-            // At most 32 MiB, 24 past the headroom: where swap takes the pages instead of
-            // the OOM killer, the helper ends with nothing reported and little swapped.
-            for _ in 0..8 {
+            // Bounded by the limit: where swap takes the pages instead of the OOM killer, the
+            // helper ends with nothing reported and no more swapped than the cgroup held.
+            for _ in 0..chunks {
                 libc::mmap(
                     std::ptr::null_mut(),
-                    4 << 20,
+                    CHUNK,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
                     -1,
