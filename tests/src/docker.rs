@@ -132,9 +132,21 @@ impl Dockerd {
 
     /// `docker run --runtime vmctl ARGS...`.
     pub fn run_vm(&self, args: &[&str]) -> Outcome {
+        self.run_vm_for(args, DOCKER_TIMEOUT)
+    }
+
+    /// [`Dockerd::run_vm`] with a timeout of its own, for slow workloads.
+    pub fn run_vm_for(&self, args: &[&str], timeout: Duration) -> Outcome {
         let mut all = vec!["run", "--runtime", "vmctl"];
         all.extend_from_slice(args);
-        self.docker(&all)
+        self.docker_for(&all, timeout)
+    }
+
+    /// `docker run -d --runtime vmctl ARGS...`, asserted to succeed; the container's id.
+    pub fn run_vm_detached(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "-d", "--runtime", "vmctl"];
+        all.extend_from_slice(args);
+        self.ok(&all)
     }
 
     /// `docker inspect -f FORMAT NAME`.

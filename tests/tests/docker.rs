@@ -91,18 +91,7 @@ fn a_detached_container_is_driven_by_docker_commands() {
     // Arrange
     let d = Dockerd::start(2);
     let script = "echo started; trap 'echo got-term; exit 7' TERM; while true; do sleep 0.2; done";
-    d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        "vmctl",
-        "--name",
-        "c1",
-        BUSYBOX,
-        "sh",
-        "-c",
-        script,
-    ]);
+    d.run_vm_detached(&["--name", "c1", BUSYBOX, "sh", "-c", script]);
     assert!(
         wait_until(Duration::from_secs(60), || d
             .docker(&["logs", "c1"])
@@ -176,11 +165,7 @@ fn a_detached_container_is_driven_by_docker_commands() {
     assert_eq!(d.ok(&["wait", "c1"]), "7");
 
     // stop of a workload ignoring SIGTERM ends in SIGKILL after the timeout
-    d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        "vmctl",
+    d.run_vm_detached(&[
         "--name",
         "stubborn",
         BUSYBOX,
@@ -192,18 +177,7 @@ fn a_detached_container_is_driven_by_docker_commands() {
     assert_eq!(d.inspect("stubborn", "{{.State.ExitCode}}"), "137");
 
     // wait returns the status
-    d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        "vmctl",
-        "--name",
-        "waiter",
-        BUSYBOX,
-        "sh",
-        "-c",
-        "sleep 1; exit 5",
-    ]);
+    d.run_vm_detached(&["--name", "waiter", BUSYBOX, "sh", "-c", "sleep 1; exit 5"]);
     assert_eq!(d.ok(&["wait", "waiter"]), "5");
     d.assert_nothing_left();
 }
@@ -213,12 +187,8 @@ fn containers_reach_each_other_the_host_and_published_ports() {
     skip_if!(docker_unavailable());
     // Arrange
     let d = Dockerd::start(3);
-    d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        "vmctl",
-        "--name",
+    d.run_vm_detached(&[
+                "--name",
         "web",
         "-p",
         "18088:80",
@@ -331,11 +301,8 @@ fn volumes_are_live_both_ways_with_owners_modes_and_read_only() {
         "grep ' /scratch ' /proc/mounts | cut -d' ' -f3 && echo x > /scratch/f && cat /scratch/f",
     ]);
     // Each file costs several 9P round trips: ~20 ms apiece under nested emulation.
-    let listing = d.docker_for(
+    let listing = d.run_vm_for(
         &[
-            "run",
-            "--runtime",
-            "vmctl",
             "--rm",
             "-v",
             &bind_many,
