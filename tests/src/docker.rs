@@ -228,6 +228,8 @@ impl Drop for Dockerd {
                 let _ = self.cmd(&["rm", "-f", id]).output();
             }
         }
+        // A user-defined network's bridge outlives the daemon.
+        let _ = self.cmd(&["network", "prune", "-f"]).output();
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -8,6 +8,7 @@
 //! - the guests: `$VMCTL_TEST_GUESTS`, else `<dir of this test binary>/guests`, else
 //!   `<repo>/build/tests/guests` (built on first use with `resources/testguests/build.sh`).
 
+pub mod dns;
 pub mod docker;
 pub mod linux;
 pub mod netns;

@@ -4,10 +4,11 @@
 //! Afterwards no monitor, state dir, tap or rootfs mount is left.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use vmctl_tests::dns::Upstream;
 use vmctl_tests::docker::{docker_unavailable, Dockerd, BUSYBOX};
 use vmctl_tests::oci::wait_until;
 use vmctl_tests::skip_if;
@@ -240,6 +241,71 @@ fn containers_reach_each_other_the_host_and_published_ports() {
         host.stderr.contains("--network host"),
         "{}",
         host.describe()
+    );
+    d.assert_nothing_left();
+}
+
+#[test]
+fn a_user_defined_network_resolves_container_names() {
+    skip_if!(docker_unavailable());
+    // Arrange: Docker's embedded DNS answers at 127.0.0.11 in each container's namespace, and
+    // forwards other names, from that namespace, to the container's --dns server.
+    let d = Dockerd::start(4);
+    d.ok(&["network", "create", "--subnet", "10.214.4.0/24", "vmnet"]);
+    let _upstream = Upstream::start(Ipv4Addr::new(10, 214, 4, 1), Ipv4Addr::new(10, 9, 8, 7));
+    d.run_vm_detached(&[
+        "--name",
+        "db",
+        "--network",
+        "vmnet",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo db answers > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    let ip = d.inspect(
+        "db",
+        "{{(index .NetworkSettings.Networks \"vmnet\").IPAddress}}",
+    );
+    // Act
+    let client = d.run_vm(&[
+        "--rm",
+        "--network",
+        "vmnet",
+        "--dns",
+        "10.214.4.1",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup db; nslookup outside.example; \
+         wget -qO- http://db/ && ping -c 1 -W 5 db",
+    ]);
+    // Assert
+    client.assert_code(0);
+    assert!(
+        client.stdout.contains("nameserver 127.0.0.11"),
+        "{}",
+        client.describe()
+    );
+    assert!(
+        client.stdout.contains(&format!("Address: {ip}")),
+        "db is {ip}: {}",
+        client.describe()
+    );
+    assert!(
+        client.stdout.contains("Address: 10.9.8.7"),
+        "outside.example, from the upstream server: {}",
+        client.describe()
+    );
+    assert!(
+        client.stdout.contains("db answers"),
+        "{}",
+        client.describe()
+    );
+    assert!(
+        client.stdout.contains(&format!("({ip})")),
+        "ping by name: {}",
+        client.describe()
     );
     d.assert_nothing_left();
 }

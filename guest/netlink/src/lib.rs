@@ -14,6 +14,7 @@ mod address;
 mod error;
 mod frame;
 mod ipnet;
+mod keep;
 mod link;
 mod route;
 mod socket;
@@ -24,6 +25,7 @@ mod tests;
 pub use address::Address;
 pub use error::Error;
 pub use ipnet::IpNet;
+pub use keep::Flow;
 pub use link::Link;
 pub use route::Route;
 

@@ -12,7 +12,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use crate::{Error, Netlink};
 
 /// The ingress qdisc's handle, `ffff:`, the parent of its filters.
-const INGRESS_HANDLE: TcHandle = TcHandle {
+pub(crate) const INGRESS_HANDLE: TcHandle = TcHandle {
     major: 0xffff,
     minor: 0,
 };
@@ -99,7 +99,7 @@ fn redirect_filter(classifier: Classifier, from: u32, to: u32) -> Result<TcMessa
     // TC_H_MAKE(priority << 16, protocol): priority 0 lets the kernel choose one; the protocol
     // is in network byte order.
     message.header.info = u32::from((libc::ETH_P_ALL as u16).to_be());
-    let actions = vec![redirect_action(to)];
+    let actions = vec![mirred_action(to, TcMirrorActionType::EgressRedir)];
     let (kind, options) = match classifier {
         Classifier::MatchAll => (
             TcFilterMatchAll::KIND,
@@ -127,11 +127,16 @@ fn redirect_filter(classifier: Classifier, from: u32, to: u32) -> Result<TcMessa
     Ok(message)
 }
 
-/// `action mirred egress redirect dev TO`: the packet leaves through `to`, and is stolen.
-fn redirect_action(to: u32) -> TcAction {
+/// `action mirred egress redirect dev TO`: the packet leaves through `to`, and is stolen; or
+/// `action mirred egress mirror dev TO`: a copy leaves through `to`, and the packet goes on.
+pub(crate) fn mirred_action(to: u32, how: TcMirrorActionType) -> TcAction {
     let mut mirror = TcMirror::default();
-    mirror.generic.action = TcActionType::Stolen;
-    mirror.eaction = TcMirrorActionType::EgressRedir;
+    mirror.generic.action = if how == TcMirrorActionType::EgressMirror {
+        TcActionType::Pipe
+    } else {
+        TcActionType::Stolen
+    };
+    mirror.eaction = how;
     mirror.ifindex = to;
     let mut action = TcAction::default();
     action
@@ -146,7 +151,7 @@ fn redirect_action(to: u32) -> TcAction {
 }
 
 /// tc messages carry the interface index as a C int.
-fn tc_index(index: u32) -> Result<i32, String> {
+pub(crate) fn tc_index(index: u32) -> Result<i32, String> {
     i32::try_from(index).map_err(|_| format!("link index {index} is out of range"))
 }
 

@@ -170,6 +170,12 @@ pub struct ContainerSpec {
     pub interfaces: Vec<NetInterface>,
     #[serde(default)]
     pub routes: Vec<NetRoute>,
+    /// A name server on the loopback of the container's namespace on the host (Docker's
+    /// embedded DNS, 127.0.0.11 on user-defined networks), which the guest's own loopback
+    /// cannot reach: the agent listens on this address, port 53 (UDP and TCP), and carries each
+    /// query to the host's [`crate::DNS_UDP_PORT`] or [`crate::DNS_TCP_PORT`], which asks the server there.
+    #[serde(default)]
+    pub dns_relay: Option<std::net::IpAddr>,
 }
 
 /// A network interface of the container's namespace on the host (e.g. Docker's `eth0`), carried

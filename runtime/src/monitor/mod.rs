@@ -7,6 +7,7 @@
 pub mod agent;
 mod console_log;
 pub mod control;
+mod dns;
 mod files;
 pub mod launch;
 mod network;
@@ -164,10 +165,20 @@ fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Erro
     let stop =
         Arc::new(vmm::StopSignal::new().map_err(|e| Error::io("cannot create an eventfd", e))?);
     // The host's own namespace is never carried: its interfaces are not the container's.
-    let mut network = match launch.netns {
-        NetNs::Inherit => network::Network::default(),
-        NetNs::New | NetNs::Join(_) => network::discover()?,
+    let (mut network, dns_relay) = match launch.netns {
+        NetNs::Inherit => (network::Network::default(), None),
+        NetNs::New | NetNs::Join(_) => (
+            network::discover()?,
+            dns::loopback_server(&launch.vm.container, &launch.vm.shares),
+        ),
     };
+    if let Some(server) = dns_relay {
+        dns::start(
+            &port_socket(&vsock, proto::DNS_UDP_PORT),
+            &port_socket(&vsock, proto::DNS_TCP_PORT),
+            server,
+        )?;
+    }
     let mut devices = vec![
         vmm::DeviceConfig::Pmem(vmm::PmemConfig {
             path: launch.guest_image.clone(),
@@ -202,7 +213,7 @@ fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Erro
     };
     let booting = Instant::now();
     let vm = vmm::Vm::build(config)?;
-    network.connect()?;
+    network.connect(dns_relay.is_some())?;
     let vm = vm.start()?;
     let handle = vm.handle();
     let since = |what: &str| {
@@ -234,6 +245,7 @@ fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Erro
         let mut spec = launch.vm.container.clone();
         spec.interfaces = network.interfaces.clone();
         spec.routes = network.routes.clone();
+        spec.dns_relay = dns_relay;
         match agent.call(&Request::CreateContainer {
             spec: Box::new(spec),
         })? {

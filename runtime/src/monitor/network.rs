@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use guest_protocol::{IpPrefix, NetInterface, NetRoute};
-use vmctl_netlink::{Link, Netlink};
+use vmctl_netlink::{Flow, Link, Netlink};
 
 use crate::Error;
 
@@ -17,6 +17,11 @@ use crate::Error;
 const MAX_NICS: usize = 8;
 /// Routes the kernel made itself (an address's prefix route): the guest's kernel makes its own.
 const RTPROT_KERNEL: u8 = 2;
+/// The namespace's own ephemeral ports, 0xf000-0xffff: the guest's kernel takes its own from
+/// 32768-60999 (Linux's default), so an answer to one of these is the namespace's.
+const OWN_PORTS: (u16, u16) = (0xf000, 0xf000);
+const OWN_PORT_RANGE: &str = "61440 65535";
+const NEIGHBOUR_ADVERTISEMENT: u8 = 136;
 
 /// One interface of the namespace and the tap that stands for it.
 #[derive(Clone, Debug)]
@@ -98,7 +103,10 @@ pub fn discover() -> Result<Network, Error> {
 
 impl Network {
     /// Joins each interface to its tap, once the VMM has opened the taps (before the guest runs).
-    pub fn connect(&mut self) -> Result<(), Error> {
+    /// With `own_dns`, the namespace keeps the DNS answers to its own queries (Docker's embedded
+    /// name server forwards from it) and a copy of its neighbours' replies, which it needs to
+    /// send them.
+    pub fn connect(&mut self, own_dns: bool) -> Result<(), Error> {
         if self.nics.is_empty() {
             return Ok(());
         }
@@ -118,6 +126,16 @@ impl Network {
             nl.add_ingress_qdisc(tap.index).map_err(net)?;
             nl.redirect_ingress(tap.index, nic.host_index)
                 .map_err(net)?;
+            if own_dns {
+                for (priority, (flow, copy)) in (1..).zip(own_flows()) {
+                    nl.keep_ingress(nic.host_index, priority, flow, copy.then_some(tap.index))
+                        .map_err(net)?;
+                }
+            }
+        }
+        if own_dns && !self.nics.is_empty() {
+            std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", OWN_PORT_RANGE)
+                .map_err(|e| Error::io("cannot set the namespace's ip_local_port_range", e))?;
         }
         Ok(())
     }
@@ -134,6 +152,33 @@ impl Drop for Network {
             }
         }
     }
+}
+
+/// What the namespace keeps of an interface's ingress for itself, and whether the guest gets a
+/// copy: neighbours' replies (both need them), and answers from port 53 to its own ports.
+fn own_flows() -> Vec<(Flow, bool)> {
+    let mut flows = vec![
+        (Flow::Arp, true),
+        (
+            Flow::Icmpv6 {
+                kind: NEIGHBOUR_ADVERTISEMENT,
+            },
+            true,
+        ),
+    ];
+    for ipv6 in [false, true] {
+        for tcp in [false, true] {
+            let ports = Flow::Ports {
+                ipv6,
+                tcp,
+                src_port: 53,
+                dst_port: OWN_PORTS.0,
+                dst_mask: OWN_PORTS.1,
+            };
+            flows.push((ports, false));
+        }
+    }
+    flows
 }
 
 /// Ethernet interfaces other than our own taps (a tap is the VMM's end, never a container's).

@@ -171,6 +171,7 @@ pub fn translate(id: &str, spec: &Spec, bundle: &Path) -> Result<Translated, Err
         // Filled in by the monitor from the namespace, once the hooks have set it up.
         interfaces: Vec::new(),
         routes: Vec::new(),
+        dns_relay: None,
     };
     let (vcpus, memory_mib) = vm_size(spec)?;
     let share_kernel_pages = share_kernel_pages(spec, host_is_a_vm())?;

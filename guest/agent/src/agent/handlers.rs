@@ -98,6 +98,9 @@ fn create_steps(agent: &Arc<Agent>, spec: &ContainerSpec) -> Result<i32, Error> 
     let shares = &agent.shares;
     let plan = ContainerPlan::new(spec, shares.root(), &|tag| shares.staging(tag))?;
     super::network::configure(&spec.interfaces, &spec.routes)?;
+    if let Some(server) = spec.dns_relay {
+        super::dns::start(server)?;
+    }
     shares.mount_root(&spec.root.share, spec.root.readonly)?;
     for tag in &plan.shares {
         shares.mount_share(tag)?;

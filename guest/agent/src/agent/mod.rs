@@ -7,6 +7,7 @@
 //! container's init ends, reports its status on the exit-status port, which ends the VM (`exit`).
 
 pub mod connection;
+pub mod dns;
 pub mod exit;
 pub mod handlers;
 pub mod log;

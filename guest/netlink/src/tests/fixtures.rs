@@ -119,3 +119,44 @@ pub(super) fn carries(frame: &[u8], marker: &[u8]) -> bool {
             .get(14..)
             .is_some_and(|payload| payload.starts_with(marker))
 }
+
+/// A broadcast IPv4 UDP frame from `source`, port `src_port` to `dst_port`, whose payload is
+/// `marker` (checksums zero: nothing on the way checks them).
+pub(super) fn udp_frame(source: [u8; 6], src_port: u16, dst_port: u16, marker: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&source);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    let udp_len = 8 + marker.len() as u16;
+    let ip_len = 20 + udp_len;
+    // Version 4, IHL 5, length, no fragment, TTL 64, UDP, 10.0.0.2 -> 10.0.0.1.
+    frame.extend_from_slice(&[
+        0x45,
+        0,
+        (ip_len >> 8) as u8,
+        ip_len as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ]);
+    frame.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+    frame.extend_from_slice(&src_port.to_be_bytes());
+    frame.extend_from_slice(&dst_port.to_be_bytes());
+    frame.extend_from_slice(&udp_len.to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(marker);
+    frame.resize(frame.len().max(60), 0);
+    frame
+}
+
+/// Whether the UDP `frame` (as [`udp_frame`] makes them) carries `marker`.
+pub(super) fn udp_carries(frame: &[u8], marker: &[u8]) -> bool {
+    frame.get(12..14) == Some(&[0x08, 0x00])
+        && frame
+            .get(42..)
+            .is_some_and(|payload| payload.starts_with(marker))
+}

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
-use super::fixtures::{carries, test_frame, PacketSocket, Tap};
+use super::fixtures::{carries, test_frame, udp_carries, udp_frame, PacketSocket, Tap};
 use super::{in_new_netns, link, run, veth_pair_up};
-use crate::{Error, Netlink};
+use crate::{Error, Flow, Netlink};
 
 /// How long a frame that should arrive may take.
 const ARRIVES: Duration = Duration::from_secs(5);
@@ -129,4 +129,81 @@ fn redirect_ingress_without_an_ingress_qdisc_is_a_kernel_error() {
             assert!(error.to_string().starts_with(&expected), "{error}");
         },
     );
+}
+
+/// UDP from port 53 to a port in 0xf000-0xffff.
+const DNS_ANSWERS: Flow = Flow::Ports {
+    ipv6: false,
+    tcp: false,
+    src_port: 53,
+    dst_port: 0xf000,
+    dst_mask: 0xf000,
+};
+
+#[test]
+fn keep_ingress_keeps_matching_packets_out_of_the_redirect() {
+    in_new_netns(
+        "keep_ingress_keeps_matching_packets_out_of_the_redirect",
+        || {
+            // Arrange
+            let mut netlink = Netlink::open().unwrap();
+            let (va, vb) = veth_pair_up(&mut netlink);
+            let mut tap = Tap::create("tap0").unwrap();
+            let tap_link = link(&mut netlink, "tap0");
+            netlink.set_up(tap_link.index, true).unwrap();
+            let sender = PacketSocket::bind(vb.index).unwrap();
+            netlink.add_ingress_qdisc(va.index).unwrap();
+            netlink.redirect_ingress(va.index, tap_link.index).unwrap();
+            // Act
+            netlink
+                .keep_ingress(va.index, 1, DNS_ANSWERS, None)
+                .unwrap();
+            let mac = vb.mac.unwrap();
+            sender.send(&udp_frame(mac, 53, 61500, b"kept")).unwrap();
+            sender
+                .send(&udp_frame(mac, 53, 40000, b"passed on"))
+                .unwrap();
+            // Assert
+            assert!(tap.receives(|f| udp_carries(f, b"passed on"), ARRIVES));
+            assert!(!tap.receives(|f| udp_carries(f, b"kept"), STAYS_AWAY));
+            let filters = run("tc", "filter show dev va ingress");
+            // Protocol 17 at offset 8; source port 53 and destination 0xf000/0xf000 at 20.
+            assert!(
+                filters.contains("match 00110000/00ff0000 at 8"),
+                "{filters}"
+            );
+            assert!(
+                filters.contains("match 0035f000/fffff000 at 20"),
+                "{filters}"
+            );
+        },
+    );
+}
+
+#[test]
+fn keep_ingress_with_a_copy_sends_one_to_the_tap_too() {
+    in_new_netns("keep_ingress_with_a_copy_sends_one_to_the_tap_too", || {
+        // Arrange
+        let mut netlink = Netlink::open().unwrap();
+        let (va, vb) = veth_pair_up(&mut netlink);
+        let mut tap = Tap::create("tap0").unwrap();
+        let tap_link = link(&mut netlink, "tap0");
+        netlink.set_up(tap_link.index, true).unwrap();
+        let sender = PacketSocket::bind(vb.index).unwrap();
+        netlink.add_ingress_qdisc(va.index).unwrap();
+        // Act
+        netlink
+            .keep_ingress(va.index, 1, DNS_ANSWERS, Some(tap_link.index))
+            .unwrap();
+        sender
+            .send(&udp_frame(vb.mac.unwrap(), 53, 61500, b"copied"))
+            .unwrap();
+        // Assert
+        assert!(tap.receives(|f| udp_carries(f, b"copied"), ARRIVES));
+        let filters = run("tc", "filter show dev va ingress");
+        assert!(
+            filters.contains("mirred (Egress Mirror to device tap0) pipe"),
+            "{filters}"
+        );
+    });
 }
