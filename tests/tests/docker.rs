@@ -216,6 +216,7 @@ fn containers_reach_each_other_the_host_and_published_ports() {
     ]);
     let none = d.run_vm(&["--rm", "--network", "none", BUSYBOX, "ls", "/sys/class/net"]);
     let host = d.run_vm(&["--rm", "--network", "host", BUSYBOX, "true"]);
+    let shared = d.run_vm(&["--rm", "--network", "container:web", BUSYBOX, "true"]);
     // Assert
     assert!(published, "no answer on the published port 18088");
     assert!(
@@ -241,6 +242,12 @@ fn containers_reach_each_other_the_host_and_published_ports() {
         host.stderr.contains("--network host"),
         "{}",
         host.describe()
+    );
+    assert_ne!(shared.code(), Some(0));
+    assert!(
+        shared.stderr.contains("--network container:X"),
+        "{}",
+        shared.describe()
     );
     d.assert_nothing_left();
 }
@@ -306,6 +313,68 @@ fn a_user_defined_network_resolves_container_names() {
         client.stdout.contains(&format!("({ip})")),
         "ping by name: {}",
         client.describe()
+    );
+    d.assert_nothing_left();
+}
+
+#[test]
+fn network_connect_and_disconnect_reach_a_running_container() {
+    skip_if!(docker_unavailable());
+    // Arrange: the VM boots on the default bridge only.
+    let d = Dockerd::start(6);
+    d.ok(&["network", "create", "--subnet", "10.214.5.0/24", "second"]);
+    d.run_vm_detached(&[
+        "--name",
+        "multi",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo on two networks > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    let second_ip = || {
+        d.inspect(
+            "multi",
+            "{{(index .NetworkSettings.Networks \"second\").IPAddress}}",
+        )
+    };
+    let answers = |ip: &str| {
+        wait_until(Duration::from_secs(60), || {
+            http_get(&format!("{ip}:80")).contains("on two networks")
+        })
+    };
+    let before = d.ok(&["exec", "multi", "ls", "/sys/class/net"]);
+    // Act
+    d.ok(&["network", "connect", "second", "multi"]);
+    let first = second_ip();
+    let reached = answers(&first);
+    let guest_view = d.ok(&["exec", "multi", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    d.ok(&["network", "disconnect", "second", "multi"]);
+    let gone = wait_until(Duration::from_secs(30), || {
+        !d.ok(&["exec", "multi", "ip", "-o", "link"])
+            .contains("eth1")
+    });
+    let unreachable = http_get(&format!("{first}:80"));
+    d.ok(&["network", "connect", "second", "multi"]);
+    let again = second_ip();
+    let reached_again = answers(&again);
+    // Assert
+    assert_eq!(
+        before, "eth0\nlo",
+        "the spare devices are out of the container's sight"
+    );
+    assert!(reached, "nothing answered at {first} after network connect");
+    assert!(
+        guest_view.contains(&format!("{first}/24")),
+        "guest eth1: {guest_view}"
+    );
+    assert!(gone, "eth1 still in the VM after network disconnect");
+    assert_eq!(
+        unreachable, "",
+        "still answering at {first} once disconnected"
+    );
+    assert!(
+        reached_again,
+        "nothing answered at {again} after connecting again"
     );
     d.assert_nothing_left();
 }

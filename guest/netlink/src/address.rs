@@ -49,10 +49,35 @@ impl Netlink {
     /// Adds `net` to link `index`; an address the link already has is an error (EEXIST).
     pub fn add_address(&mut self, index: u32, net: IpNet) -> Result<(), Error> {
         let what = || format!("cannot add {net} to link {index}");
-        net.check().map_err(|reason| Error::Invalid {
+        let message = address_message(index, net).map_err(|reason| Error::Invalid {
             what: what(),
             reason,
         })?;
+        let request = RouteNetlinkMessage::NewAddress(message);
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.socket
+            .request(request, flags)
+            .map_err(|f| f.context(what()))
+    }
+
+    /// Removes `net` from link `index` (`ip addr del`); an address it lacks is an error.
+    pub fn delete_address(&mut self, index: u32, net: IpNet) -> Result<(), Error> {
+        let what = || format!("cannot delete {net} from link {index}");
+        let message = address_message(index, net).map_err(|reason| Error::Invalid {
+            what: what(),
+            reason,
+        })?;
+        let request = RouteNetlinkMessage::DelAddress(message);
+        self.socket
+            .request(request, 0)
+            .map_err(|f| f.context(what()))
+    }
+}
+
+/// The RTM_NEWADDR or RTM_DELADDR body for `net` on link `index`.
+fn address_message(index: u32, net: IpNet) -> Result<AddressMessage, String> {
+    net.check()?;
+    {
         let mut message = AddressMessage::default();
         message.header.family = family(net.addr);
         message.header.prefix_len = net.prefix;
@@ -65,11 +90,7 @@ impl Netlink {
         };
         message.attributes.push(AddressAttribute::Local(net.addr));
         message.attributes.push(AddressAttribute::Address(net.addr));
-        let request = RouteNetlinkMessage::NewAddress(message);
-        let flags = NLM_F_CREATE | NLM_F_EXCL;
-        self.socket
-            .request(request, flags)
-            .map_err(|f| f.context(what()))
+        Ok(message)
     }
 }
 

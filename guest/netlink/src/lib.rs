@@ -11,6 +11,7 @@
 //! decode is an [`Error::Decode`].
 
 mod address;
+mod changes;
 mod error;
 mod frame;
 mod ipnet;
@@ -23,6 +24,7 @@ mod tc;
 mod tests;
 
 pub use address::Address;
+pub use changes::Changes;
 pub use error::Error;
 pub use ipnet::IpNet;
 pub use keep::Flow;

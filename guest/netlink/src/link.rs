@@ -2,6 +2,7 @@
 
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::{Error, Netlink};
 
@@ -101,6 +102,18 @@ impl Netlink {
                 "cannot set the MAC address of link {index} to {}",
                 format_mac(mac)
             )
+        })
+    }
+
+    /// Moves link `index` to the network namespace `netns` (a descriptor of one, e.g. an open
+    /// `/proc/PID/ns/net`); there it keeps its name, which must be free.
+    pub fn set_netns(&mut self, index: u32, netns: BorrowedFd) -> Result<(), Error> {
+        let mut message = link_message(index);
+        message
+            .attributes
+            .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+        self.set_link(message, || {
+            format!("cannot move link {index} to another network namespace")
         })
     }
 

@@ -40,6 +40,17 @@ pub enum Request {
     Resize { id: String, size: WindowSize },
     /// Lists the container's processes; answered by [`Response::Processes`].
     Ps,
+    /// An interface appeared in the container's namespace after boot (`docker network
+    /// connect`): the spare guest interface with MAC `spare` becomes it (its MAC, name, MTU and
+    /// addresses), and `routes` through it go in. Answered by [`Response::Ok`].
+    AddInterface {
+        spare: [u8; 6],
+        interface: NetInterface,
+        routes: Vec<NetRoute>,
+    },
+    /// Interface `name`'s host interface went away: it goes down, loses its addresses and is a
+    /// spare again, with MAC `spare`. Answered by [`Response::Ok`].
+    RemoveInterface { name: String, spare: [u8; 6] },
 }
 
 /// The agent's answer to one [`Request`].
@@ -176,6 +187,11 @@ pub struct ContainerSpec {
     /// query to the host's [`crate::DNS_UDP_PORT`] or [`crate::DNS_TCP_PORT`], which asks the server there.
     #[serde(default)]
     pub dns_relay: Option<std::net::IpAddr>,
+    /// The MACs of the VM's spare interfaces, held down (and out of the way of the names the
+    /// container uses) for interfaces that appear in the namespace later; see
+    /// [`Request::AddInterface`].
+    #[serde(default)]
+    pub spares: Vec<[u8; 6]>,
 }
 
 /// A network interface of the container's namespace on the host (e.g. Docker's `eth0`), carried

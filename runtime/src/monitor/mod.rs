@@ -9,6 +9,7 @@ mod console_log;
 pub mod control;
 mod dns;
 mod files;
+mod hotplug;
 pub mod launch;
 mod network;
 pub mod process;
@@ -189,12 +190,20 @@ fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Erro
             uds_path: vsock.clone(),
         }),
     ];
-    devices.extend(network.nics.iter().map(|nic| {
-        vmm::DeviceConfig::Net(vmm::NetConfig {
-            tap: nic.tap.clone(),
-            mac: Some(nic.mac),
-        })
-    }));
+    let spares = network.spares.iter().map(|s| (&s.tap, s.mac));
+    devices.extend(
+        network
+            .nics
+            .iter()
+            .map(|nic| (&nic.tap, nic.mac))
+            .chain(spares)
+            .map(|(tap, mac)| {
+                vmm::DeviceConfig::Net(vmm::NetConfig {
+                    tap: tap.clone(),
+                    mac: Some(mac),
+                })
+            }),
+    );
     let config = vmm::VmConfig {
         kernel: launch.kernel.clone(),
         share_kernel_pages: launch.vm.share_kernel_pages,
@@ -246,6 +255,7 @@ fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Erro
         spec.interfaces = network.interfaces.clone();
         spec.routes = network.routes.clone();
         spec.dns_relay = dns_relay;
+        spec.spares = network.spares.iter().map(|s| s.mac).collect();
         match agent.call(&Request::CreateContainer {
             spec: Box::new(spec),
         })? {
@@ -261,6 +271,22 @@ fn boot(launch: &Launch, dir: &Path, sockets: &SocketDir) -> Result<Booted, Erro
         return Err(e);
     }
     since("container built");
+    if !network.spares.is_empty() {
+        // Without the watcher the container runs as it booted: not a reason to fail it.
+        let watching = hotplug::Hotplug {
+            booted: network.nics.iter().map(|n| n.host_index).collect(),
+            spares: std::mem::take(&mut network.spares),
+            own_dns: dns_relay.is_some(),
+            vsock: vsock.clone(),
+            redirected: network.redirected(),
+        }
+        .watch();
+        if let Err(e) = watching {
+            log::warn(&format!(
+                "interfaces added later will not reach the VM: {e}"
+            ));
+        }
+    }
     Ok(Booted {
         vm,
         oom_killed,

@@ -7,14 +7,17 @@
 //! copies, unused (every frame on the interface goes to the tap before its stack sees it).
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use guest_protocol::{IpPrefix, NetInterface, NetRoute};
-use vmctl_netlink::{Flow, Link, Netlink};
+use vmctl_netlink::{Flow, Link, Netlink, Route};
 
 use crate::Error;
 
-/// At most this many interfaces are carried into a VM.
+/// At most this many interfaces are carried into a VM, spares included.
 const MAX_NICS: usize = 8;
+/// Spare virtio-net devices a VM gets for interfaces that appear in its namespace after boot.
+const SPARE_NICS: usize = 2;
 /// Routes the kernel made itself (an address's prefix route): the guest's kernel makes its own.
 const RTPROT_KERNEL: u8 = 2;
 /// The namespace's own ephemeral ports, 0xf000-0xffff: the guest's kernel takes its own from
@@ -40,14 +43,31 @@ pub struct Network {
     pub nics: Vec<Nic>,
     pub interfaces: Vec<NetInterface>,
     pub routes: Vec<NetRoute>,
+    /// Taps for interfaces that appear later (`docker network connect`), see `hotplug`.
+    pub spares: Vec<Spare>,
     /// Interfaces that got our ingress qdisc.
-    redirected: Vec<u32>,
+    redirected: Arc<Mutex<Vec<u32>>>,
+}
+
+/// A virtio-net device held for an interface that appears later, and its placeholder MAC.
+#[derive(Clone, Debug)]
+pub struct Spare {
+    pub tap: String,
+    pub mac: [u8; 6],
 }
 
 /// Reads the calling thread's network namespace.
 pub fn discover() -> Result<Network, Error> {
     let mut nl = Netlink::open().map_err(net)?;
     let links = nl.links().map_err(net)?;
+    if links.iter().any(is_our_tap) {
+        return Err(Error::Unsupported(
+            "the network namespace is another vmctl container's (--network container:X): its \
+             interfaces belong to that container's VM, and a second VM cannot share them; put \
+             both containers on a user-defined network instead"
+                .into(),
+        ));
+    }
     let carried: Vec<&Link> = links.iter().filter(|l| carried(l)).collect();
     if carried.len() > MAX_NICS {
         return Err(Error::Unsupported(format!(
@@ -58,47 +78,74 @@ pub fn discover() -> Result<Network, Error> {
     let routes = nl.routes().map_err(net)?;
     let mut network = Network::default();
     for (i, link) in carried.into_iter().enumerate() {
-        let Some(mac) = link.mac else { continue };
-        let addresses = nl
-            .addresses(link.index)
-            .map_err(net)?
-            .into_iter()
-            .filter(|a| !is_link_local(a.net.addr))
-            .map(|a| IpPrefix {
-                addr: a.net.addr,
-                prefix: a.net.prefix,
-            })
-            .collect();
+        let Some((interface, link_routes)) = describe(&mut nl, link, &routes)? else {
+            continue;
+        };
         network.nics.push(Nic {
             host_index: link.index,
             tap: format!("vmtap{i}"),
-            mac,
+            mac: interface.mac,
             mtu: link.mtu,
         });
-        network.interfaces.push(NetInterface {
-            name: link.name.clone(),
-            mac,
-            mtu: link.mtu,
-            addresses,
+        network.interfaces.push(interface);
+        network.routes.extend(link_routes);
+    }
+    // A namespace without interfaces (`--network none`) is never connected to one later.
+    let first = network.nics.len();
+    let spares = if first == 0 { 0 } else { SPARE_NICS };
+    for i in 0..spares.min(MAX_NICS - first) {
+        network.spares.push(Spare {
+            tap: format!("vmtap{}", first + i),
+            // Locally administered, and never a container's: the guest sees it only while spare.
+            mac: [0x0e, b'v', b'm', b's', b'p', i as u8],
         });
-        for r in routes.iter().filter(|r| r.oif == Some(link.index)) {
-            if r.protocol == RTPROT_KERNEL
-                || r.destination
-                    .is_some_and(|d| is_link_local(d.addr) || d.addr.is_multicast())
-            {
-                continue;
-            }
-            network.routes.push(NetRoute {
-                destination: r.destination.map(|d| IpPrefix {
-                    addr: d.addr,
-                    prefix: d.prefix,
-                }),
-                gateway: r.gateway,
-                interface: link.name.clone(),
-            });
-        }
     }
     Ok(network)
+}
+
+/// What the agent needs of host interface `link`: its name, MAC, MTU and addresses, and the
+/// routes through it; `None` for a link without a MAC.
+pub fn describe(
+    nl: &mut Netlink,
+    link: &Link,
+    routes: &[Route],
+) -> Result<Option<(NetInterface, Vec<NetRoute>)>, Error> {
+    let Some(mac) = link.mac else { return Ok(None) };
+    let addresses = nl
+        .addresses(link.index)
+        .map_err(net)?
+        .into_iter()
+        .filter(|a| !is_link_local(a.net.addr))
+        .map(|a| IpPrefix {
+            addr: a.net.addr,
+            prefix: a.net.prefix,
+        })
+        .collect();
+    let interface = NetInterface {
+        name: link.name.clone(),
+        mac,
+        mtu: link.mtu,
+        addresses,
+    };
+    let routes = routes
+        .iter()
+        .filter(|r| r.oif == Some(link.index))
+        .filter(|r| {
+            r.protocol != RTPROT_KERNEL
+                && !r
+                    .destination
+                    .is_some_and(|d| is_link_local(d.addr) || d.addr.is_multicast())
+        })
+        .map(|r| NetRoute {
+            destination: r.destination.map(|d| IpPrefix {
+                addr: d.addr,
+                prefix: d.prefix,
+            }),
+            gateway: r.gateway,
+            interface: link.name.clone(),
+        })
+        .collect();
+    Ok(Some((interface, routes)))
 }
 
 impl Network {
@@ -112,42 +159,87 @@ impl Network {
         }
         let mut nl = Netlink::open().map_err(net)?;
         for nic in &self.nics {
-            let tap = nl
-                .link_by_name(&nic.tap)
-                .map_err(net)?
-                .ok_or_else(|| Error::Internal(format!("tap {} went away", nic.tap)))?;
-            nl.set_mtu(tap.index, nic.mtu).map_err(net)?;
-            nl.set_up(tap.index, true).map_err(net)?;
-            nl.set_up(nic.host_index, true).map_err(net)?;
-            nl.add_ingress_qdisc(nic.host_index).map_err(net)?;
-            self.redirected.push(nic.host_index);
-            nl.redirect_ingress(nic.host_index, tap.index)
-                .map_err(net)?;
-            nl.add_ingress_qdisc(tap.index).map_err(net)?;
-            nl.redirect_ingress(tap.index, nic.host_index)
-                .map_err(net)?;
-            if own_dns {
-                for (priority, (flow, copy)) in (1..).zip(own_flows()) {
-                    nl.keep_ingress(nic.host_index, priority, flow, copy.then_some(tap.index))
-                        .map_err(net)?;
-                }
-            }
+            join(
+                &mut nl,
+                nic.host_index,
+                &nic.tap,
+                nic.mtu,
+                own_dns,
+                &self.redirected,
+            )?;
         }
-        if own_dns && !self.nics.is_empty() {
+        if own_dns {
             std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", OWN_PORT_RANGE)
                 .map_err(|e| Error::io("cannot set the namespace's ip_local_port_range", e))?;
         }
         Ok(())
     }
+
+    /// The interfaces that got our ingress qdisc, shared with whoever joins more later.
+    pub fn redirected(&self) -> Arc<Mutex<Vec<u32>>> {
+        self.redirected.clone()
+    }
+}
+
+/// Joins host interface `host_index` to tap `tap`: the tap gets its MTU and comes up, and each
+/// one's ingress leaves through the other (see [`Network::connect`] for `own_dns`).
+pub fn join(
+    nl: &mut Netlink,
+    host_index: u32,
+    tap: &str,
+    mtu: u32,
+    own_dns: bool,
+    redirected: &Mutex<Vec<u32>>,
+) -> Result<(), Error> {
+    let tap = nl
+        .link_by_name(tap)
+        .map_err(net)?
+        .ok_or_else(|| Error::Internal(format!("tap {tap} went away")))?;
+    nl.set_mtu(tap.index, mtu).map_err(net)?;
+    nl.set_up(tap.index, true).map_err(net)?;
+    nl.set_up(host_index, true).map_err(net)?;
+    nl.add_ingress_qdisc(host_index).map_err(net)?;
+    lock(redirected).push(host_index);
+    nl.redirect_ingress(host_index, tap.index).map_err(net)?;
+    nl.add_ingress_qdisc(tap.index).map_err(net)?;
+    nl.redirect_ingress(tap.index, host_index).map_err(net)?;
+    if own_dns {
+        for (priority, (flow, copy)) in (1..).zip(own_flows()) {
+            nl.keep_ingress(host_index, priority, flow, copy.then_some(tap.index))
+                .map_err(net)?;
+        }
+    }
+    Ok(())
+}
+
+/// Undoes [`join`] on the tap's side (the host interface is gone, and its filters with it):
+/// the tap goes down, without its redirect.
+pub fn part(
+    nl: &mut Netlink,
+    host_index: u32,
+    tap: &str,
+    redirected: &Mutex<Vec<u32>>,
+) -> Result<(), Error> {
+    lock(redirected).retain(|&i| i != host_index);
+    if let Some(tap) = nl.link_by_name(tap).map_err(net)? {
+        nl.delete_ingress_qdisc(tap.index).map_err(net)?;
+        nl.set_up(tap.index, false).map_err(net)?;
+    }
+    Ok(())
+}
+
+fn lock(m: &Mutex<Vec<u32>>) -> std::sync::MutexGuard<'_, Vec<u32>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Drop for Network {
     fn drop(&mut self) {
-        if self.redirected.is_empty() {
+        let redirected = std::mem::take(&mut *lock(&self.redirected));
+        if redirected.is_empty() {
             return;
         }
         if let Ok(mut nl) = Netlink::open() {
-            for &index in &self.redirected {
+            for &index in &redirected {
                 let _ = nl.delete_ingress_qdisc(index);
             }
         }
@@ -182,11 +274,16 @@ fn own_flows() -> Vec<(Flow, bool)> {
 }
 
 /// Ethernet interfaces other than our own taps (a tap is the VMM's end, never a container's).
-fn carried(link: &Link) -> bool {
+pub fn carried(link: &Link) -> bool {
     link.link_type == libc::ARPHRD_ETHER
         && link.name != "lo"
         && link.kind.as_deref() != Some("tun")
         && link.mac.is_some()
+}
+
+/// A tap a VMM of ours made (`vmtapN`): the namespace already carries a VM.
+fn is_our_tap(link: &Link) -> bool {
+    link.kind.as_deref() == Some("tun") && link.name.starts_with("vmtap")
 }
 
 /// fe80::/10: each side makes its own from the MAC.

@@ -172,6 +172,7 @@ pub fn translate(id: &str, spec: &Spec, bundle: &Path) -> Result<Translated, Err
         interfaces: Vec::new(),
         routes: Vec::new(),
         dns_relay: None,
+        spares: Vec::new(),
     };
     let (vcpus, memory_mib) = vm_size(spec)?;
     let share_kernel_pages = share_kernel_pages(spec, host_is_a_vm())?;

@@ -56,6 +56,14 @@ pub fn handle(agent: &Arc<Agent>, req: Request) -> Result<Outcome, Error> {
         Request::Signal { id, signal, all } => reply(signal_request(agent, &id, signal, all)),
         Request::Resize { id, size } => reply(resize(agent, &id, size)),
         Request::Ps => reply(ps_request(agent)),
+        Request::AddInterface {
+            spare,
+            interface,
+            routes,
+        } => reply(super::network::add(&spare, &interface, &routes).map(|()| Response::Ok)),
+        Request::RemoveInterface { name, spare } => {
+            reply(super::network::remove(&name, &spare).map(|()| Response::Ok))
+        }
     }
 }
 
@@ -97,7 +105,7 @@ fn create(agent: &Arc<Agent>, spec: &ContainerSpec) -> Result<Response, Error> {
 fn create_steps(agent: &Arc<Agent>, spec: &ContainerSpec) -> Result<i32, Error> {
     let shares = &agent.shares;
     let plan = ContainerPlan::new(spec, shares.root(), &|tag| shares.staging(tag))?;
-    super::network::configure(&spec.interfaces, &spec.routes)?;
+    super::network::configure(&spec.interfaces, &spec.routes, &spec.spares)?;
     if let Some(server) = spec.dns_relay {
         super::dns::start(server)?;
     }

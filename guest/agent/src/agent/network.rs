@@ -2,11 +2,17 @@
 //! always has it); each guest interface, found by the MAC of the host interface it stands for
 //! (the VMM gives the virtio-net device that MAC), gets that interface's name, MTU and addresses;
 //! then the routes go in. Names are first moved aside, so two interfaces may swap names.
+//! Spare interfaces (for host interfaces that appear later, `docker network connect`) wait in a
+//! network namespace of the agent's own, out of the container's sight, until `add` brings one
+//! into the VM's namespace as the new interface; `remove` sends it back.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
 
 use guest_protocol::{NetInterface, NetRoute};
-use vmctl_netlink::{IpNet, Netlink};
+use vmctl_netlink::{IpNet, Link, Netlink};
 
 use crate::Error;
 
@@ -15,30 +21,36 @@ const MAX_INTERFACES: usize = 32;
 const MAX_ADDRESSES: usize = 64;
 const MAX_ROUTES: usize = 1024;
 
-pub fn configure(interfaces: &[NetInterface], routes: &[NetRoute]) -> Result<(), Error> {
+pub fn configure(
+    interfaces: &[NetInterface],
+    routes: &[NetRoute],
+    spares: &[[u8; 6]],
+) -> Result<(), Error> {
     check(interfaces, routes)?;
+    if spares.len() > MAX_INTERFACES {
+        return Err(Error::Invalid(format!(
+            "network: {} spare interfaces (at most {MAX_INTERFACES})",
+            spares.len()
+        )));
+    }
     let mut nl = Netlink::open().map_err(net)?;
     let links = nl.links().map_err(net)?;
     if let Some(lo) = links.iter().find(|l| l.name == "lo") {
         nl.set_up(lo.index, true).map_err(net)?;
     }
+    // Spares first, out of the way of the names the kernel gave and the container wants, and
+    // out of its sight.
+    for mac in spares {
+        let link = find_by_mac(&links, mac, "a spare")?;
+        nl.set_up(link.index, false).map_err(net)?;
+        nl.set_name(link.index, &spare_name(link.index))
+            .map_err(net)?;
+        nl.set_netns(link.index, spare_netns()?.as_fd())
+            .map_err(net)?;
+    }
     let mut matched = Vec::with_capacity(interfaces.len());
     for want in interfaces {
-        let link = links
-            .iter()
-            .find(|l| l.mac == Some(want.mac))
-            .ok_or_else(|| {
-                Error::Network(format!(
-                    "no interface with MAC {} in the VM for {} (the VM has {})",
-                    mac_text(&want.mac),
-                    want.name,
-                    links
-                        .iter()
-                        .map(|l| l.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
+        let link = find_by_mac(&links, &want.mac, &want.name)?;
         nl.set_up(link.index, false).map_err(net)?;
         // Aside first: the kernel may already have given `want.name` to another of them.
         nl.set_name(link.index, &format!("vmnet{}", link.index))
@@ -47,23 +59,162 @@ pub fn configure(interfaces: &[NetInterface], routes: &[NetRoute]) -> Result<(),
     }
     let mut index_of = BTreeMap::new();
     for (index, want) in matched {
-        nl.set_name(index, &want.name).map_err(net)?;
-        if want.mtu > 0 {
-            nl.set_mtu(index, want.mtu).map_err(net)?;
-        }
-        nl.set_up(index, true).map_err(net)?;
-        for a in &want.addresses {
-            nl.add_address(
-                index,
-                IpNet {
-                    addr: a.addr,
-                    prefix: a.prefix,
-                },
-            )
-            .map_err(net)?;
-        }
+        bring_up(&mut nl, index, want)?;
         index_of.insert(want.name.as_str(), index);
     }
+    add_routes(&mut nl, routes, &index_of)
+}
+
+/// The spare interface with MAC `spare` becomes `want` (`docker network connect`).
+pub fn add(spare: &[u8; 6], want: &NetInterface, routes: &[NetRoute]) -> Result<(), Error> {
+    check(std::slice::from_ref(want), routes)?;
+    let mut nl = Netlink::open().map_err(net)?;
+    if nl.link_by_name(&want.name).map_err(net)?.is_some() {
+        return Err(Error::Network(format!(
+            "the VM already has an interface named {}",
+            want.name
+        )));
+    }
+    in_spare_netns(|spares, vm| {
+        let links = spares.links().map_err(net)?;
+        let link = find_by_mac(&links, spare, &want.name)?;
+        spares.set_mac(link.index, want.mac).map_err(net)?;
+        spares.set_netns(link.index, vm).map_err(net)
+    })?;
+    let links = nl.links().map_err(net)?;
+    let link = find_by_mac(&links, &want.mac, &want.name)?;
+    bring_up(&mut nl, link.index, want)?;
+    add_routes(
+        &mut nl,
+        routes,
+        &BTreeMap::from([(want.name.as_str(), link.index)]),
+    )
+}
+
+/// Interface `name` is a spare again, down, without addresses, with MAC `spare`.
+pub fn remove(name: &str, spare: &[u8; 6]) -> Result<(), Error> {
+    let mut nl = Netlink::open().map_err(net)?;
+    let link = nl
+        .link_by_name(name)
+        .map_err(net)?
+        .ok_or_else(|| Error::Network(format!("the VM has no interface named {name}")))?;
+    nl.set_up(link.index, false).map_err(net)?;
+    for a in nl.addresses(link.index).map_err(net)? {
+        nl.delete_address(link.index, a.net).map_err(net)?;
+    }
+    nl.set_mac(link.index, *spare).map_err(net)?;
+    nl.set_name(link.index, &spare_name(link.index))
+        .map_err(net)?;
+    nl.set_netns(link.index, spare_netns()?.as_fd())
+        .map_err(net)
+}
+
+/// The agent's network namespace for spare interfaces: the container shares the VM's, and
+/// should see only its own interfaces there, as with runc. Made on first use, kept open.
+fn spare_netns() -> Result<&'static File, Error> {
+    static SPARES: OnceLock<File> = OnceLock::new();
+    if let Some(ns) = SPARES.get() {
+        return Ok(ns);
+    }
+    let made = std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare(2) takes no pointers; it moves only this thread, which ends here
+            // (the namespace lives on through the descriptor).
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            File::open("/proc/thread-self/ns/net")
+        })
+        .join()
+    });
+    let ns = match made {
+        Ok(Ok(ns)) => ns,
+        Ok(Err(e)) => {
+            return Err(Error::Network(format!(
+                "cannot make a namespace for spare interfaces: {e}"
+            )))
+        }
+        Err(_) => {
+            return Err(Error::Network(
+                "the spare namespace's thread panicked".into(),
+            ))
+        }
+    };
+    Ok(SPARES.get_or_init(|| ns))
+}
+
+/// Runs `f` with a netlink socket of the spare namespace and a descriptor of the VM's own.
+fn in_spare_netns(
+    f: impl FnOnce(&mut Netlink, BorrowedFd) -> Result<(), Error> + Send,
+) -> Result<(), Error> {
+    let spares = spare_netns()?;
+    let vm = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| Error::Network(format!("cannot open the VM's network namespace: {e}")))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns(2) on a namespace descriptor we hold; it moves only this thread,
+            // which ends with the scope.
+            if unsafe { libc::setns(spares.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(Error::Network(format!(
+                    "cannot enter the spare namespace: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            let mut nl = Netlink::open().map_err(net)?;
+            f(&mut nl, vm.as_fd())
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Network(
+                "the spare namespace's thread panicked".into(),
+            ))
+        })
+    })
+}
+
+fn spare_name(index: u32) -> String {
+    format!("vmspare{index}")
+}
+
+fn find_by_mac<'a>(links: &'a [Link], mac: &[u8; 6], what: &str) -> Result<&'a Link, Error> {
+    links.iter().find(|l| l.mac == Some(*mac)).ok_or_else(|| {
+        Error::Network(format!(
+            "no interface with MAC {} in the VM for {what} (the VM has {})",
+            mac_text(mac),
+            links
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// Link `index` (down) gets `want`'s name, MTU and addresses, and comes up.
+fn bring_up(nl: &mut Netlink, index: u32, want: &NetInterface) -> Result<(), Error> {
+    nl.set_name(index, &want.name).map_err(net)?;
+    if want.mtu > 0 {
+        nl.set_mtu(index, want.mtu).map_err(net)?;
+    }
+    nl.set_up(index, true).map_err(net)?;
+    for a in &want.addresses {
+        nl.add_address(
+            index,
+            IpNet {
+                addr: a.addr,
+                prefix: a.prefix,
+            },
+        )
+        .map_err(net)?;
+    }
+    Ok(())
+}
+
+fn add_routes(
+    nl: &mut Netlink,
+    routes: &[NetRoute],
+    index_of: &BTreeMap<&str, u32>,
+) -> Result<(), Error> {
     // Routes through a gateway need the gateway's own (link) route first.
     let (direct, via): (Vec<&NetRoute>, Vec<&NetRoute>) =
         routes.iter().partition(|r| r.gateway.is_none());

@@ -110,3 +110,21 @@ fn add_address_with_a_too_long_prefix_is_invalid() {
         "cannot add 192.0.2.2/33 to link 1: prefix length 33 is longer than 32"
     );
 }
+
+#[test]
+fn delete_address_removes_it_from_the_listing() {
+    in_new_netns("delete_address_removes_it_from_the_listing", || {
+        // Arrange
+        let mut netlink = Netlink::open().unwrap();
+        let (va, _) = veth_pair(&mut netlink);
+        netlink.add_address(va.index, net("192.0.2.2", 24)).unwrap();
+        // Act
+        netlink
+            .delete_address(va.index, net("192.0.2.2", 24))
+            .unwrap();
+        // Assert
+        assert_eq!(netlink.addresses(va.index).unwrap(), vec![]);
+        let again = netlink.delete_address(va.index, net("192.0.2.2", 24));
+        assert!(matches!(again, Err(Error::Kernel { .. })), "{again:?}");
+    });
+}

@@ -170,3 +170,43 @@ fn format_mac(mac: [u8; 6]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+#[test]
+fn changes_tells_of_a_new_link_and_nothing_else() {
+    in_new_netns("changes_tells_of_a_new_link_and_nothing_else", || {
+        // Arrange
+        let mut changes = crate::Changes::open().unwrap();
+        let quiet = changes
+            .wait(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        // Act
+        run("ip", "link add va type veth peer name vb");
+        let told = changes
+            .wait(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        // Assert
+        assert!(!quiet, "a change with nothing changed");
+        assert!(told, "no change told for a new link");
+    });
+}
+
+#[test]
+fn set_netns_moves_the_link_out_of_sight() {
+    in_new_netns("set_netns_moves_the_link_out_of_sight", || {
+        // Arrange: a second namespace, made by a thread of its own and held by a descriptor.
+        let (va, _) = veth_pair(&mut Netlink::open().unwrap());
+        let other = std::thread::spawn(|| {
+            // SAFETY: unshare(2) takes no pointers and moves only this thread, which ends here.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            std::fs::File::open("/proc/thread-self/ns/net").unwrap()
+        })
+        .join()
+        .unwrap();
+        let mut netlink = Netlink::open().unwrap();
+        // Act
+        use std::os::fd::AsFd;
+        netlink.set_netns(va.index, other.as_fd()).unwrap();
+        // Assert
+        assert_eq!(netlink.link_by_name("va").unwrap(), None);
+    });
+}
