@@ -2,26 +2,55 @@ use std::time::Duration;
 
 use super::fixtures::{carries, test_frame, udp_carries, udp_frame, PacketSocket, Tap};
 use super::{in_new_netns, link, run, veth_pair_up};
-use crate::{Error, Flow, Netlink};
+use crate::{Error, Flow, Link, Netlink};
 
 /// How long a frame that should arrive may take.
 const ARRIVES: Duration = Duration::from_secs(5);
 /// How long to wait for a frame that should not arrive.
 const STAYS_AWAY: Duration = Duration::from_millis(500);
 
+/// A veth pair, both ends up, `va` with an ingress qdisc; a tap, up; a packet socket on `vb`
+/// that sends frames into `va`.
+struct VethToTap {
+    netlink: Netlink,
+    va: Link,
+    vb: Link,
+    tap: Tap,
+    tap_link: Link,
+    sender: PacketSocket,
+}
+
+fn veth_to_tap() -> VethToTap {
+    let mut netlink = Netlink::open().unwrap();
+    let (va, vb) = veth_pair_up(&mut netlink);
+    let tap = Tap::create("tap0").unwrap();
+    let tap_link = link(&mut netlink, "tap0");
+    netlink.set_up(tap_link.index, true).unwrap();
+    let sender = PacketSocket::bind(vb.index).unwrap();
+    netlink.add_ingress_qdisc(va.index).unwrap();
+    VethToTap {
+        netlink,
+        va,
+        vb,
+        tap,
+        tap_link,
+        sender,
+    }
+}
+
 #[test]
 fn redirect_ingress_sends_frames_entering_the_veth_to_the_tap() {
     in_new_netns(
         "redirect_ingress_sends_frames_entering_the_veth_to_the_tap",
         || {
-            let mut netlink = Netlink::open().unwrap();
-            let (va, vb) = veth_pair_up(&mut netlink);
-            let mut tap = Tap::create("tap0").unwrap();
-            let tap_link = link(&mut netlink, "tap0");
-            netlink.set_up(tap_link.index, true).unwrap();
-            let sender = PacketSocket::bind(vb.index).unwrap();
-
-            netlink.add_ingress_qdisc(va.index).unwrap();
+            let VethToTap {
+                mut netlink,
+                va,
+                vb,
+                mut tap,
+                tap_link,
+                sender,
+            } = veth_to_tap();
             netlink.redirect_ingress(va.index, tap_link.index).unwrap();
             sender
                 .send(&test_frame(vb.mac.unwrap(), b"redirected"))
@@ -40,13 +69,14 @@ fn redirect_ingress_sends_frames_entering_the_veth_to_the_tap() {
 #[test]
 fn delete_ingress_qdisc_removes_the_redirect() {
     in_new_netns("delete_ingress_qdisc_removes_the_redirect", || {
-        let mut netlink = Netlink::open().unwrap();
-        let (va, vb) = veth_pair_up(&mut netlink);
-        let mut tap = Tap::create("tap0").unwrap();
-        let tap_link = link(&mut netlink, "tap0");
-        netlink.set_up(tap_link.index, true).unwrap();
-        let sender = PacketSocket::bind(vb.index).unwrap();
-        netlink.add_ingress_qdisc(va.index).unwrap();
+        let VethToTap {
+            mut netlink,
+            va,
+            vb,
+            mut tap,
+            tap_link,
+            sender,
+        } = veth_to_tap();
         netlink.redirect_ingress(va.index, tap_link.index).unwrap();
         sender
             .send(&test_frame(vb.mac.unwrap(), b"before delete"))
@@ -146,13 +176,14 @@ fn keep_ingress_keeps_matching_packets_out_of_the_redirect() {
         "keep_ingress_keeps_matching_packets_out_of_the_redirect",
         || {
             // Arrange
-            let mut netlink = Netlink::open().unwrap();
-            let (va, vb) = veth_pair_up(&mut netlink);
-            let mut tap = Tap::create("tap0").unwrap();
-            let tap_link = link(&mut netlink, "tap0");
-            netlink.set_up(tap_link.index, true).unwrap();
-            let sender = PacketSocket::bind(vb.index).unwrap();
-            netlink.add_ingress_qdisc(va.index).unwrap();
+            let VethToTap {
+                mut netlink,
+                va,
+                vb,
+                mut tap,
+                tap_link,
+                sender,
+            } = veth_to_tap();
             netlink.redirect_ingress(va.index, tap_link.index).unwrap();
             // Act
             netlink
@@ -184,13 +215,14 @@ fn keep_ingress_keeps_matching_packets_out_of_the_redirect() {
 fn keep_ingress_with_a_copy_sends_one_to_the_tap_too() {
     in_new_netns("keep_ingress_with_a_copy_sends_one_to_the_tap_too", || {
         // Arrange
-        let mut netlink = Netlink::open().unwrap();
-        let (va, vb) = veth_pair_up(&mut netlink);
-        let mut tap = Tap::create("tap0").unwrap();
-        let tap_link = link(&mut netlink, "tap0");
-        netlink.set_up(tap_link.index, true).unwrap();
-        let sender = PacketSocket::bind(vb.index).unwrap();
-        netlink.add_ingress_qdisc(va.index).unwrap();
+        let VethToTap {
+            mut netlink,
+            va,
+            vb,
+            mut tap,
+            tap_link,
+            sender,
+        } = veth_to_tap();
         // Act
         netlink
             .keep_ingress(va.index, 1, DNS_ANSWERS, Some(tap_link.index))
