@@ -4,6 +4,7 @@
 //! virtio devices (later) are served from the VMM's event loop.
 
 pub mod bus;
+pub mod console_out;
 mod error;
 pub mod i8042;
 pub mod ioapic;

@@ -1,4 +1,5 @@
-//! COM1: a 16550A UART (vm-superio) whose interrupt is an irqfd, with buffered output.
+//! COM1: a 16550A UART (vm-superio) whose interrupt is an irqfd, with buffered output that never
+//! blocks the vCPU (see `console_out`).
 
 use std::io::Write;
 
@@ -7,12 +8,13 @@ use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::bus::BusDevice;
+use crate::console_out::ConsoleOut;
 
 pub const COM1_BASE: u64 = 0x3f8;
 pub const COM1_LEN: u64 = 8;
 const IIR_OFFSET: u64 = 2;
 const LSR_OFFSET: u64 = 5;
-/// Output is written out in chunks of at most this, or sooner (see `SerialDevice`).
+/// Output is handed out in chunks of at most this, or sooner (see `SerialDevice`).
 const OUT_BUFFER: usize = 4096;
 
 /// Raises the UART's interrupt line by signalling its irqfd.
@@ -53,23 +55,24 @@ impl Write for Pending {
 
 /// The UART plus where its output goes.
 ///
-/// Transmitted bytes are written out at a newline, when 4 KiB have gathered, or when the guest
-/// reads the status registers (it is waiting for the transmitter, so it has nothing more to
-/// send right now). That keeps the console prompt-exact while sparing a write(2) per byte.
+/// Transmitted bytes are handed to the console's writer at a newline, when 4 KiB have gathered,
+/// or when the guest reads the status registers (it is waiting for the transmitter, so it has
+/// nothing more to send right now). That keeps the console prompt-exact while sparing a lock and
+/// a wake-up per byte.
 pub struct SerialDevice {
     uart: Serial<IrqTrigger, InputDrained, Pending>,
-    sink: Box<dyn Write + Send>,
+    out: ConsoleOut,
 }
 
 impl SerialDevice {
-    pub fn new(irq: EventFd, input_drained: EventFd, sink: Box<dyn Write + Send>) -> Self {
+    pub fn new(irq: EventFd, input_drained: EventFd, out: ConsoleOut) -> Self {
         SerialDevice {
             uart: Serial::with_events(
                 IrqTrigger(irq),
                 InputDrained(input_drained),
                 Pending(Vec::with_capacity(OUT_BUFFER)),
             ),
-            sink,
+            out,
         }
     }
 
@@ -78,13 +81,11 @@ impl SerialDevice {
         self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
     }
 
-    /// Writes out whatever the guest has transmitted. Errors (a closed stdout) drop the bytes:
-    /// a console nobody reads must not stop the guest.
+    /// Hands whatever the guest has transmitted to the console's writer; never blocks.
     pub fn flush(&mut self) {
         let pending = &mut self.uart.writer_mut().0;
         if !pending.is_empty() {
-            let _ = self.sink.write_all(pending);
-            let _ = self.sink.flush();
+            self.out.push(pending);
             pending.clear();
         }
     }
@@ -117,29 +118,18 @@ impl BusDevice for SerialDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use crate::console_out::console_out;
     use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn device() -> (SerialDevice, Shared, EventFd, EventFd) {
-        let out = Shared::default();
+    /// A UART whose output stays in its console buffer (no writer runs), to be looked at.
+    fn device() -> (SerialDevice, ConsoleOut, EventFd, EventFd) {
+        let (out, _writer) = console_out(Box::new(std::io::sink()));
         let irq = EventFd::new(EFD_NONBLOCK).unwrap();
         let drained = EventFd::new(EFD_NONBLOCK).unwrap();
         let dev = SerialDevice::new(
             irq.try_clone().unwrap(),
             drained.try_clone().unwrap(),
-            Box::new(out.clone()),
+            out.clone(),
         );
         (dev, out, irq, drained)
     }
@@ -150,14 +140,14 @@ mod tests {
         for b in b"# " {
             dev.write(0, &[*b]);
         }
-        assert!(out.0.lock().unwrap().is_empty());
+        assert!(out.buffered().is_empty());
         let mut lsr = [0];
         dev.read(LSR_OFFSET, &mut lsr);
-        assert_eq!(&*out.0.lock().unwrap(), b"# ");
+        assert_eq!(out.buffered(), b"# ");
         for b in b"ok\n" {
             dev.write(0, &[*b]);
         }
-        assert_eq!(&*out.0.lock().unwrap(), b"# ok\n");
+        assert_eq!(out.buffered(), b"# ok\n");
     }
 
     #[test]
@@ -183,6 +173,6 @@ mod tests {
         assert_eq!(wide, [0xff; 4]);
         dev.write(300, &[1]);
         dev.flush();
-        assert!(out.0.lock().unwrap().is_empty());
+        assert!(out.buffered().is_empty());
     }
 }

@@ -248,6 +248,34 @@ fn memory_beyond_the_hosts_ram_is_refused() {
 }
 
 #[test]
+fn pmem_too_large_for_the_hosts_kvm_bookkeeping_is_refused_fast() {
+    // Arrange: a sparse 8 TiB file; KVM would spend ~20 GiB of host kernel memory mapping it.
+    skip_if!(kvm_unusable());
+    let dir = TempDir::new("pmem-huge");
+    let huge = dir.path().join("huge.img");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(8 << 40))
+        .expect("creating a sparse 8 TiB file");
+    let started = std::time::Instant::now();
+
+    // Act
+    let run = vmctl_boot([
+        "--kernel",
+        path_str(&guest("exit")),
+        "--pmem",
+        path_str(&huge),
+    ]);
+
+    // Assert
+    assert_vmctl_error(&run, &["pmem", "8192 GiB", "--disk"], &["kernel memory"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "refusing took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn zero_cpus_are_refused() {
     skip_if!(kvm_unusable());
 

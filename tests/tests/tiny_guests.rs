@@ -1,8 +1,8 @@
 //! `vmctl boot` with the tiny bare-metal test guests (resources/testguests/), on this machine's
 //! /dev/kvm: serial output, the exit-status port, SMP start-up, boot markers and `--timings`, the
 //! bzImage loader and 64-bit boot protocol, the normal ends of a VM (triple fault, i8042 reset),
-//! the report of a KVM exit the VMM cannot serve, and SIGTERM ending a VM of spinning vCPUs
-//! quickly.
+//! the report of a KVM exit the VMM cannot serve, SIGTERM ending a VM of spinning vCPUs
+//! quickly, and a guest flooding the console and the marker port at a reader that stalled.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -375,6 +375,81 @@ fn sigterm_ends_a_vm_of_8_spinning_vcpus_quickly_with_128_plus_15() {
     assert!(
         took < Duration::from_secs(2),
         "vmctl took {took:?} to end on SIGTERM; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
+
+#[test]
+fn a_guest_flooding_console_and_markers_at_a_stalled_reader_stays_stoppable_and_bounded() {
+    // Arrange: stdout is a pipe this test never reads, so the console's reader stalls at once.
+    skip_if!(kvm_unusable());
+    let mut child = Command::new(vmctl())
+        .args(["boot", "--timings", "--kernel"])
+        .arg(guest("flood"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmctl starts");
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_kib = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or(0)
+    };
+    let rss_early = rss_kib(child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_late = rss_kib(child.id());
+
+    // Act
+    let start = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for vmctl") {
+            break status;
+        }
+        if start.elapsed() > BOOT_TIMEOUT {
+            let _ = child.kill();
+            panic!("vmctl did not end within {BOOT_TIMEOUT:?} of SIGTERM: a vCPU blocked?");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = start.elapsed();
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut e| e.read_to_string(&mut stderr));
+
+    // Assert
+    println!(
+        "SIGTERM to exit with a stalled console reader: {:.1} ms; RSS {rss_early} then {rss_late} KiB",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(killed.success());
+    assert_eq!(status.code(), Some(128 + 15), "stderr: {stderr}");
+    // The console gives a stalled reader 2 s (vmm's CONSOLE_PATIENCE) before dropping the rest.
+    assert!(
+        took < Duration::from_secs(4),
+        "vmctl took {took:?} to end; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("bytes of console output were dropped"),
+        "no report of the dropped console output; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("later events not kept (at most 1024 are)"),
+        "the timeline did not stop at its bound; stderr: {stderr}"
+    );
+    assert!(
+        rss_late <= rss_early + 1024,
+        "vmctl's RSS grew from {rss_early} to {rss_late} KiB while the guest flooded"
     );
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
 }

@@ -59,7 +59,7 @@ pub fn validate(config: &VmConfig) -> Result<()> {
         });
     }
     RamLayout::new(config.memory_mib)?;
-    let host = host_memory_mib();
+    let host = crate::host_budget::host_memory_mib();
     if host > 0 && config.memory_mib > host {
         return Err(Error::MemoryTooLarge {
             requested: config.memory_mib,
@@ -67,15 +67,4 @@ pub fn validate(config: &VmConfig) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn host_memory_mib() -> u64 {
-    // SAFETY: sysinfo only writes into the struct we pass.
-    unsafe {
-        let mut info: libc::sysinfo = std::mem::zeroed();
-        if libc::sysinfo(&mut info) != 0 {
-            return 0;
-        }
-        (info.totalram as u64).saturating_mul(u64::from(info.mem_unit)) >> 20
-    }
 }

@@ -27,6 +27,12 @@ pub enum Error {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("the pmem files total {total_gib} GiB: KVM would take ~{cost_mib} MiB of host kernel memory to map them, more than 1/8 of the host's available {available_mib} MiB; use smaller files, or a virtio-blk disk (--disk) for a large image")]
+    PmemTooCostly {
+        total_gib: u64,
+        cost_mib: u64,
+        available_mib: u64,
+    },
     #[error("{0}")]
     Device(#[from] devices::Error),
     #[error("too many virtio devices: {0} (at most {max})", max = boot::layout::IOAPIC_PINS - boot::layout::VIRTIO_IRQ_BASE)]

@@ -2,8 +2,10 @@
 //! the VM is asked to stop, then stops the vCPUs, waits for them and flushes the console.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use devices::bus::lock;
+use devices::console_out::ConsoleOut;
 use devices::serial::SerialDevice;
 use devices::{StopReason, StopSignal, Timeline};
 use event_manager::EventManager;
@@ -11,11 +13,16 @@ use event_manager::EventManager;
 use crate::control::VcpuControl;
 use crate::vm::{describe, Subscriber};
 
+/// At the end, how long the console's last output may go without a write completing before the
+/// rest is dropped: a reader this slow has stalled, and the VM's end must not wait on it.
+pub const CONSOLE_PATIENCE: Duration = Duration::from_secs(2);
+
 pub struct EventLoop {
     pub events: EventManager<Subscriber>,
     pub stop: Arc<StopSignal>,
     pub control: Arc<VcpuControl>,
     pub serial: Arc<Mutex<SerialDevice>>,
+    pub console: ConsoleOut,
     pub timeline: Arc<Timeline>,
 }
 
@@ -37,6 +44,7 @@ impl EventLoop {
         self.control.stop();
         self.control.wait_exited();
         lock(&self.serial).flush();
+        self.console.finish(CONSOLE_PATIENCE);
         drop(self.events);
         self.control.finish();
         reason

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use devices::console_out::ConsoleOut;
 use devices::{StopReason, StopSignal};
 
 use crate::control::{Order, VcpuControl};
@@ -38,6 +39,7 @@ struct Shared {
     control: Arc<VcpuControl>,
     counters: Vec<Arc<VcpuCounters>>,
     memory_mib: u64,
+    console: ConsoleOut,
 }
 
 impl VmHandle {
@@ -46,6 +48,7 @@ impl VmHandle {
         control: Arc<VcpuControl>,
         counters: Vec<Arc<VcpuCounters>>,
         memory_mib: u64,
+        console: ConsoleOut,
     ) -> Self {
         VmHandle {
             shared: Arc::new(Shared {
@@ -53,6 +56,7 @@ impl VmHandle {
                 control,
                 counters,
                 memory_mib,
+                console,
             }),
         }
     }
@@ -97,11 +101,16 @@ impl VmHandle {
             vcpus: self.shared.counters.len() as u32,
             memory_mib: self.shared.memory_mib,
             vcpu: self.shared.counters.iter().map(|c| c.snapshot()).collect(),
+            console_dropped: self.shared.console.dropped(),
         }
     }
 
     pub(crate) fn stop_signal(&self) -> &Arc<StopSignal> {
         &self.shared.stop
+    }
+
+    pub(crate) fn console(&self) -> &ConsoleOut {
+        &self.shared.console
     }
 
     pub(crate) fn control(&self) -> &Arc<VcpuControl> {
@@ -122,7 +131,8 @@ mod tests {
     #[test]
     fn a_stopped_handle_refuses_pause_and_resume_and_says_stopping() {
         let stop = Arc::new(StopSignal::new().unwrap());
-        let handle = VmHandle::new(stop, Arc::new(VcpuControl::new(1)), Vec::new(), 16);
+        let (console, _) = devices::console_out::console_out(Box::new(std::io::sink()));
+        let handle = VmHandle::new(stop, Arc::new(VcpuControl::new(1)), Vec::new(), 16, console);
 
         handle.stop(StopReason::UserQuit);
 

@@ -9,6 +9,7 @@ mod control;
 mod error;
 mod event_loop;
 mod handle;
+mod host_budget;
 mod irq;
 mod kick;
 pub mod kvm;

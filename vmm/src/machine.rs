@@ -1,7 +1,6 @@
 //! The pc-lite machine's fixed parts: the KVM VM with its RAM, the legacy devices on their buses,
 //! and the guest's kernel, initrd and boot structures in memory.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +9,7 @@ use boot::layout::{
     SERIAL_IRQ,
 };
 use boot::{zeropage, EntryPoint, GuestMemory, RamLayout};
+use devices::console_out::ConsoleOut;
 use devices::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::ioapic::{AbsentPic, IoApic, IOAPIC_SIZE};
 use devices::markers::{BootTimer, DebugPort, BOOT_TIMER_LEN, DEBUG_PORT, DEBUG_PORT_LEN};
@@ -77,7 +77,7 @@ pub struct Legacy {
 pub fn legacy_devices(
     vm: &Arc<VmFd>,
     vcpus: u32,
-    output: Box<dyn Write + Send>,
+    output: ConsoleOut,
     stop: &Arc<StopSignal>,
     timeline: &Arc<Timeline>,
 ) -> Result<Legacy> {

@@ -9,6 +9,8 @@ pub struct VmStats {
     pub memory_mib: u64,
     /// One entry per vCPU, by index.
     pub vcpu: Vec<VcpuStats>,
+    /// Console output dropped because its reader did not keep up (devices::console_out).
+    pub console_dropped: u64,
 }
 
 /// KVM exits of one vCPU since it started (a kick out of KVM_RUN is not an exit).

@@ -74,6 +74,8 @@ pub struct VirtioSlots {
     next_slot: u32,
     /// First guest address free for pmem regions (above RAM).
     next_pmem_addr: u64,
+    /// The pmem regions mapped so far, in bytes (KVM's cost grows with it: `host_budget`).
+    pmem_bytes: u64,
     attached: Vec<AttachedDevice>,
 }
 
@@ -93,6 +95,7 @@ impl VirtioSlots {
             mmio,
             next_slot: first_free_slot,
             next_pmem_addr: ram_end.max(MMIO_GAP_END).next_multiple_of(pmem::ALIGNMENT),
+            pmem_bytes: 0,
             attached: Vec::new(),
         }
     }
@@ -118,6 +121,8 @@ impl VirtioSlots {
 
     fn map_pmem(&mut self, dev: &Pmem) -> Result<()> {
         let m = dev.mapping();
+        let pmem_bytes = self.pmem_bytes.saturating_add(m.len);
+        crate::host_budget::check_pmem(pmem_bytes)?;
         let region = kvm_userspace_memory_region {
             slot: self.next_slot,
             guest_phys_addr: m.guest_addr,
@@ -134,6 +139,7 @@ impl VirtioSlots {
         unsafe { self.vm.set_user_memory_region(region) }
             .map_err(Error::kvm("map a pmem file into the guest"))?;
         self.next_slot += 1;
+        self.pmem_bytes = pmem_bytes;
         self.next_pmem_addr = (m.guest_addr + m.len).next_multiple_of(pmem::ALIGNMENT);
         Ok(())
     }

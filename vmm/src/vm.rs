@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use boot::RamLayout;
+use devices::console_out::{console_out, ConsoleOut, ConsoleWriter};
 use devices::serial::SerialDevice;
 use devices::{StopReason, Timeline};
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
@@ -31,6 +32,8 @@ pub struct Vm {
     vcpus: Vec<Vcpu>,
     events: EventManager<Subscriber>,
     serial: Arc<Mutex<SerialDevice>>,
+    console: ConsoleOut,
+    console_writer: ConsoleWriter,
     timeline: Arc<Timeline>,
     virtio: VirtioSlots,
 }
@@ -62,7 +65,8 @@ impl Vm {
         let layout = RamLayout::new(memory_mib)?;
         let mem = layout.allocate()?;
         let vm = Arc::new(machine::create_vm(&kvm, &mem)?);
-        let legacy = machine::legacy_devices(&vm, vcpus, console.output, &stop, &timeline)?;
+        let (console_out, console_writer) = console_out(console.output);
+        let legacy = machine::legacy_devices(&vm, vcpus, console_out.clone(), &stop, &timeline)?;
 
         let mut events = EventManager::<Subscriber>::new()
             .map_err(|e| Error::setup("the event loop")(std::io::Error::other(format!("{e:?}"))))?;
@@ -141,10 +145,12 @@ impl Vm {
         }
         timeline.record(|| "vmm ready".into());
         Ok(Vm {
-            handle: VmHandle::new(stop, control, counters, memory_mib),
+            handle: VmHandle::new(stop, control, counters, memory_mib, console_out.clone()),
             vcpus: vcpu_list,
             events,
             serial: legacy.serial,
+            console: console_out,
+            console_writer,
             timeline,
             virtio,
         })
@@ -155,33 +161,52 @@ impl Vm {
         self.virtio.attached()
     }
 
-    /// Starts the event-loop thread, then one thread per vCPU: the guest runs from here on.
+    /// Starts the console's writer and the event-loop thread, then one thread per vCPU: the guest
+    /// runs from here on.
     pub fn start(self) -> Result<RunningVm> {
         let Vm {
             handle,
             vcpus,
             events,
             serial,
+            console,
+            console_writer,
             timeline,
             virtio,
         } = self;
+        let console_thread = std::thread::Builder::new()
+            .name("vmm-console".into())
+            .spawn(move || console_writer.run())
+            .map_err(|source| Error::Thread {
+                what: "the console writer",
+                source,
+            })?;
         let event_loop = EventLoop {
             events,
             stop: handle.stop_signal().clone(),
             control: handle.control().clone(),
             serial,
+            console,
             timeline,
         };
         let event_loop = std::thread::Builder::new()
             .name("vmm-events".into())
-            .spawn(move || event_loop.run())
-            .map_err(|source| Error::Thread {
-                what: "the event-loop",
-                source,
-            })?;
+            .spawn(move || event_loop.run());
+        let event_loop = match event_loop {
+            Ok(t) => t,
+            Err(source) => {
+                // Dropping the event loop's parts closed nothing the writer waits on: tell it.
+                handle.console().finish(std::time::Duration::ZERO);
+                return Err(Error::Thread {
+                    what: "the event-loop",
+                    source,
+                });
+            }
+        };
         let mut running = RunningVm {
             handle,
             event_loop: Some(event_loop),
+            console_thread: Some(console_thread),
             vcpus: Vec::with_capacity(vcpus.len()),
             virtio,
         };
@@ -226,6 +251,8 @@ pub struct RunningVm {
     handle: VmHandle,
     event_loop: Option<JoinHandle<StopReason>>,
     vcpus: Vec<JoinHandle<()>>,
+    /// Joined only if it has finished: one blocked on a reader that stalled is left to end alone.
+    console_thread: Option<JoinHandle<()>>,
     /// The attached devices and where the next one goes; dropped only after every thread is
     /// joined (pmem mappings are guest memory).
     virtio: VirtioSlots,
@@ -242,7 +269,7 @@ impl RunningVm {
     }
 
     /// Blocks until the VM stops, joins every thread, and says why it stopped. The console is
-    /// flushed by then.
+    /// flushed by then, unless its reader stalled (see `event_loop::CONSOLE_PATIENCE`).
     pub fn wait(mut self) -> Result<StopReason> {
         Ok(self.join())
     }
@@ -260,6 +287,11 @@ impl RunningVm {
         });
         for t in self.vcpus.drain(..) {
             let _ = t.join();
+        }
+        if let Some(t) = self.console_thread.take() {
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
         reason
     }

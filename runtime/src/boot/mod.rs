@@ -114,8 +114,22 @@ pub fn run(args: BootArgs, start: Instant) -> Result<u8, Error> {
     } else {
         None
     };
-    let outcome = vmm::run(config);
+    let outcome = vmm::Vm::build(config)
+        .and_then(vmm::Vm::start)
+        .and_then(|vm| {
+            let handle = vm.handle();
+            let reason = vm.wait()?;
+            Ok((reason, handle.stats().console_dropped))
+        });
     drop(raw);
+    let outcome = outcome.map(|(reason, dropped)| {
+        if dropped > 0 {
+            eprintln!(
+                "vmctl: {dropped} bytes of console output were dropped: its reader did not keep up"
+            );
+        }
+        reason
+    });
     if args.timings {
         let _ = std::io::stderr().write_all(timeline.render().as_bytes());
     }

@@ -38,7 +38,7 @@ impl ConsoleLog {
         })
     }
 
-    /// Looks for the OOM line without allocating: this runs on a vCPU thread.
+    /// Looks for the OOM line without allocating: it sees every byte of the console.
     fn watch(&mut self, buf: &[u8]) {
         if self.oom_killed.load(Ordering::Relaxed) {
             return;

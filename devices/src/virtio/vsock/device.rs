@@ -29,6 +29,10 @@ pub const TX_QUEUE: usize = 1;
 pub const EVENT_QUEUE: usize = 2;
 pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; 3] = [QUEUE_SIZE; 3];
+/// Packets taken from the TX queue per turn of the event loop. A guest that keeps the queue full
+/// from another vCPU would otherwise hold the loop here, starving the other devices and the VMM's
+/// stop event; past it the device kicks its own TX eventfd and comes back on the next turn.
+pub(super) const TX_BUDGET: usize = 128;
 
 pub(super) struct Active {
     pub mem: GuestMemoryMmap,
@@ -118,24 +122,39 @@ impl Vsock {
         self.muxer.reset();
     }
 
-    /// Serves every packet the driver put on the TX queue. The interrupt, if the driver wants
-    /// one, is left to [`Vsock::signal`], so that TX and RX completions share it.
+    /// Serves the packets the driver put on the TX queue, up to [`TX_BUDGET`]. The interrupt,
+    /// if the driver wants one, is left to [`Vsock::signal`], so that TX and RX completions share
+    /// it.
     pub(super) fn process_tx(&mut self, now: Instant) {
-        if self.drain_tx(now).is_err() {
-            self.fail();
+        match self.drain_tx(now) {
+            Ok(true) => {
+                // Budget spent with packets left: come back on the next turn.
+                let _ = self.queue_events[TX_QUEUE].write(1);
+            }
+            Ok(false) => {}
+            Err(_) => self.fail(),
         }
     }
 
-    fn drain_tx(&mut self, now: Instant) -> std::result::Result<(), virtio_queue::Error> {
+    /// Returns whether packets were left on the queue when the budget ran out.
+    fn drain_tx(&mut self, now: Instant) -> std::result::Result<bool, virtio_queue::Error> {
         let Some(a) = self.active.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         let event_idx = a.tx.event_idx_enabled();
+        let mut taken = 0;
         loop {
             if event_idx {
                 a.tx.disable_notification(&a.mem)?;
             }
             while let Some(chain) = a.tx.iter(&a.mem)?.next() {
+                if taken == TX_BUDGET {
+                    a.tx.go_to_previous_position();
+                    self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
+                    self.tx_iovs.clear();
+                    return Ok(true);
+                }
+                taken += 1;
                 let head = chain.head_index();
                 self.irq_pending_tx = true;
                 let (hdr, range) = match parse_tx(&a.mem, chain, self.cid, &mut self.tx_iovs) {
@@ -182,7 +201,7 @@ impl Vsock {
             // With EVENT_IDX, re-enabling notifications tells whether the driver raced us with
             // more packets; without it, one pass is enough (the driver always notifies).
             if !event_idx || !a.tx.enable_notification(&a.mem)? {
-                return Ok(());
+                return Ok(false);
             }
         }
     }

@@ -8,14 +8,14 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, SubscriberOps};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::connection::CONN_BUF_ALLOC;
-use super::device::{RX_QUEUE, TX_QUEUE};
+use super::device::{QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
 use super::packet::*;
 use super::{Vsock, VsockConfig};
 use crate::virtio::test_queue::{DriverQueue, F_INDIRECT, F_NEXT, F_WRITE};
@@ -37,6 +37,8 @@ struct Harness {
     /// RX buffers given to the device: head -> guest address.
     rx_bufs: HashMap<u16, u64>,
     next_buf: u64,
+    /// The size of each queue at the next `activate`.
+    qsize: u16,
 }
 
 /// A packet the device put into an RX buffer.
@@ -84,6 +86,7 @@ impl Harness {
             tx: DriverQueue::new(0x4000, QSIZE),
             rx_bufs: HashMap::new(),
             next_buf: 0x10_0000,
+            qsize: QSIZE,
         }
     }
 
@@ -94,9 +97,9 @@ impl Harness {
     }
 
     fn activate(&mut self, event_idx: bool) {
-        self.rx = DriverQueue::new(0x1000, QSIZE);
-        self.tx = DriverQueue::new(0x4000, QSIZE);
-        let ev = DriverQueue::new(0x7000, QSIZE);
+        self.rx = DriverQueue::new(0x1000, self.qsize);
+        self.tx = DriverQueue::new(0x4000, self.qsize);
+        let ev = DriverQueue::new(0x7000, self.qsize);
         let ctx = QueueContext {
             mem: self.mem.clone(),
             queues: vec![
@@ -1020,4 +1023,32 @@ fn data_the_host_cannot_take_yet_is_buffered_then_delivered() {
     let upd = h.take_rx();
     let fwd = upd.iter().map(|p| p.hdr.fwd_cnt).max().unwrap_or(0);
     assert_eq!(fwd, 3 * MAX_PKT_PAYLOAD, "{upd:?}");
+}
+
+#[test]
+fn a_full_tx_queue_is_served_a_budget_per_turn_and_the_device_comes_back_for_the_rest() {
+    // Arrange: more packets than one turn's budget (RSTs to nowhere: each is consumed and dropped).
+    let mut h = Harness::new("tx-budget");
+    h.qsize = QUEUE_SIZE;
+    h.activate(false);
+    let n = super::device::TX_BUDGET + 10;
+    for port in 0..n as u32 {
+        let hdr = h.hdr(OP_RST, 5000 + port, 6000);
+        h.queue_tx(hdr, &[]);
+    }
+    // Act: one turn, as the event loop would make it.
+    h.dev.lock().unwrap().process_tx(Instant::now());
+    let first = h.tx_used();
+    let rekicked = h.dev.lock().unwrap().queue_events()[TX_QUEUE]
+        .read()
+        .is_ok();
+    h.kick(TX_QUEUE);
+    let rest = h.tx_used();
+    // Assert
+    assert_eq!(first.len(), super::device::TX_BUDGET);
+    assert!(
+        rekicked,
+        "the device did not kick itself for the packets left"
+    );
+    assert_eq!(rest.len(), 10);
 }
