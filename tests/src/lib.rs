@@ -14,7 +14,7 @@ pub mod linux;
 pub mod netns;
 pub mod oci;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -329,26 +329,7 @@ pub fn not_root() -> Option<String> {
     (uid != 0).then(|| format!("needs root (running as uid {uid})"))
 }
 
-/// Prints that the running test is skipped and why, past the test harness's output capture (so
-/// the reason shows in a plain `cargo test` run).
-pub fn print_skip(why: &str) {
-    let name = std::thread::current()
-        .name()
-        .unwrap_or("<unnamed test>")
-        .to_string();
-    let _ = writeln!(std::io::stderr(), "SKIPPED {name}: {why}");
-}
-
-/// Returns from the test (skipping it, with the reason printed) when `$why` is `Some(reason)`.
-#[macro_export]
-macro_rules! skip_if {
-    ($why:expr) => {
-        if let Some(why) = $why {
-            $crate::print_skip(&why);
-            return;
-        }
-    };
-}
+pub use test_skip::{report as print_skip, skip_if};
 
 /// A directory removed on drop, unique per process and call.
 pub struct TempDir(PathBuf);

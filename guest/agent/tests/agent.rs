@@ -105,7 +105,7 @@ fn process(args: &[&str]) -> Box<ProcessSpec> {
 
 #[test]
 fn a_container_runs_with_its_stdio_and_reports_its_status() {
-    if !can_run("a_container_runs_with_its_stdio_and_reports_its_status") {
+    if !can_run() {
         return;
     }
     let h = Harness::new(Scratch::new("agent-run"));
@@ -157,7 +157,7 @@ fn a_container_runs_with_its_stdio_and_reports_its_status() {
 
 #[test]
 fn exec_wait_signal_ps_resize_and_a_terminal() {
-    if !can_run("exec_wait_signal_ps_resize_and_a_terminal") {
+    if !can_run() {
         return;
     }
     let h = Harness::new(Scratch::new("agent-exec"));
@@ -303,7 +303,7 @@ fn exec_wait_signal_ps_resize_and_a_terminal() {
 
 #[test]
 fn malformed_frames_are_answered_and_the_connection_goes_on() {
-    if !can_run("malformed_frames_are_answered_and_the_connection_goes_on") {
+    if !can_run() {
         return;
     }
     let h = Harness::new(Scratch::new("agent-frames"));
@@ -341,7 +341,7 @@ fn malformed_frames_are_answered_and_the_connection_goes_on() {
 
 #[test]
 fn a_failed_create_can_be_retried_and_a_missing_program_is_not_found() {
-    if !can_run("a_failed_create_can_be_retried_and_a_missing_program_is_not_found") {
+    if !can_run() {
         return;
     }
     let h = Harness::new(Scratch::new("agent-retry"));

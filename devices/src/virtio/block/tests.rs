@@ -791,10 +791,8 @@ fn range(d: &Driver, at: u64, sector: u64, num: u32, flags: u32) {
 fn discard_punches_holes_and_checks_every_range() {
     let image = vec![0xABu8; 1 << 20];
     let (img, mut d) = driver(&image, false);
-    if d.dev.features() & features::DISCARD == 0 {
-        eprintln!("skipped: the temporary directory cannot punch holes");
-        return;
-    }
+    test_skip::skip_if!((d.dev.features() & features::DISCARD == 0)
+        .then_some("the temporary directory cannot punch holes"));
     // Make sure the blocks are allocated on disk.
     std::fs::File::open(img.path()).unwrap().sync_all().unwrap();
     let blocks_before = std::fs::metadata(img.path()).unwrap().blocks();
@@ -837,10 +835,8 @@ fn discard_punches_holes_and_checks_every_range() {
 fn write_zeroes_zeroes_with_or_without_unmap() {
     let image = vec![0xCDu8; 64 << 10];
     let (img, mut d) = driver(&image, false);
-    if d.dev.features() & features::WRITE_ZEROES == 0 {
-        eprintln!("skipped: the temporary directory cannot punch holes");
-        return;
-    }
+    test_skip::skip_if!((d.dev.features() & features::WRITE_ZEROES == 0)
+        .then_some("the temporary directory cannot punch holes"));
     range(&d, DATA, 1, 2, 0);
     range(&d, DATA + 16, 10, 1, 1);
     d.header(HDR, kind::WRITE_ZEROES, 0);

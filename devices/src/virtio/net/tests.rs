@@ -219,18 +219,18 @@ fn multicast_or_zero_mac_and_bad_tap_names_are_refused_with_a_message() {
     }
 }
 
-/// Whether this process may create taps (root with /dev/net/tun); the tests below skip if not.
-fn can_create_taps() -> bool {
+/// Why this process may not create taps (it needs root and /dev/net/tun), if it may not; the tests
+/// below skip then.
+fn taps_unavailable() -> Option<String> {
     let name = format!("vmctlp{}", std::process::id() % 100_000);
-    Tap::open(&name).is_ok()
+    Tap::open(&name)
+        .err()
+        .map(|e| format!("cannot create taps here ({e})"))
 }
 
 #[test]
 fn a_tap_vmctl_creates_is_up_and_gone_when_the_device_is_dropped() {
-    if !can_create_taps() {
-        eprintln!("SKIPPED: cannot create taps here");
-        return;
-    }
+    test_skip::skip_if!(taps_unavailable());
     let name = format!("vmctlc{}", std::process::id() % 100_000);
     let exists = |n: &str| {
         let c = std::ffi::CString::new(n).unwrap();
@@ -258,10 +258,7 @@ fn a_tap_vmctl_creates_is_up_and_gone_when_the_device_is_dropped() {
 
 #[test]
 fn attaching_to_something_that_is_not_a_tap_says_so() {
-    if !can_create_taps() {
-        eprintln!("SKIPPED: cannot create taps here");
-        return;
-    }
+    test_skip::skip_if!(taps_unavailable());
 
     let err = Net::new(NetConfig {
         tap: "lo".into(),
@@ -708,10 +705,7 @@ fn a_backend_that_fails_reads_is_no_longer_watched() {
 
 #[test]
 fn a_deleted_tap_is_no_longer_watched() {
-    if !can_create_taps() {
-        eprintln!("SKIPPED: cannot create taps here");
-        return;
-    }
+    test_skip::skip_if!(taps_unavailable());
     let name = format!("vmctld{}", std::process::id() % 100_000);
     let tap = Tap::open(&name).unwrap();
     let mut net = Net::with_tap(tap, [2, 0, 0, 0, 0, 1]).unwrap();
@@ -736,10 +730,7 @@ fn a_deleted_tap_is_no_longer_watched() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !deleted {
-        eprintln!("SKIPPED: cannot run `ip link del`");
-        return;
-    }
+    test_skip::skip_if!((!deleted).then_some("cannot run `ip link del`"));
 
     net.rx_pass();
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use guest_protocol::{ContainerSpec, MountSource, MountSpec, Namespace, ProcessSpec, RootSpec};
 
 /// Whether the tests that need root (namespaces, mounts) can run; prints why not when not.
-pub fn can_run(test: &str) -> bool {
+pub fn can_run() -> bool {
     // SAFETY-free check: geteuid through std is not available, /proc/self/status is.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let root = status
@@ -17,11 +17,13 @@ pub fn can_run(test: &str) -> bool {
         .and_then(|l| l.split_whitespace().nth(2))
         == Some("0");
     if !root {
-        eprintln!("skipping {test}: it needs root (namespaces, mounts, pivot_root)");
+        test_skip::report("it needs root (namespaces, mounts, pivot_root)");
         return false;
     }
     if !Path::new(BUSYBOX).exists() {
-        eprintln!("skipping {test}: {BUSYBOX} is missing (apt-get install busybox-static)");
+        test_skip::report(&format!(
+            "{BUSYBOX} is missing (apt-get install busybox-static)"
+        ));
         return false;
     }
     true

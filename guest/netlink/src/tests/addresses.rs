@@ -12,7 +12,7 @@ fn net(addr: &str, prefix: u8) -> IpNet {
 
 #[test]
 fn add_address_ipv4_is_listed() {
-    in_new_netns("add_address_ipv4_is_listed", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);
 
@@ -28,7 +28,7 @@ fn add_address_ipv4_is_listed() {
 
 #[test]
 fn add_address_ipv6_is_listed() {
-    in_new_netns("add_address_ipv6_is_listed", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);
 
@@ -46,7 +46,7 @@ fn add_address_ipv6_is_listed() {
 
 #[test]
 fn addresses_lists_loopback_addresses_with_host_scope() {
-    in_new_netns("addresses_lists_loopback_addresses_with_host_scope", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let lo = netlink.link_by_name("lo").unwrap().unwrap();
         netlink.set_up(lo.index, true).unwrap();
@@ -64,7 +64,7 @@ fn addresses_lists_loopback_addresses_with_host_scope() {
 
 #[test]
 fn addresses_of_another_link_are_not_listed() {
-    in_new_netns("addresses_of_another_link_are_not_listed", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, vb) = veth_pair(&mut netlink);
         netlink.add_address(va.index, net("192.0.2.2", 24)).unwrap();
@@ -77,7 +77,7 @@ fn addresses_of_another_link_are_not_listed() {
 
 #[test]
 fn add_address_twice_is_a_file_exists_error() {
-    in_new_netns("add_address_twice_is_a_file_exists_error", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);
         netlink.add_address(va.index, net("192.0.2.2", 24)).unwrap();
@@ -113,7 +113,7 @@ fn add_address_with_a_too_long_prefix_is_invalid() {
 
 #[test]
 fn delete_address_removes_it_from_the_listing() {
-    in_new_netns("delete_address_removes_it_from_the_listing", || {
+    in_new_netns(|| {
         // Arrange
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);

@@ -4,7 +4,7 @@ use crate::{Error, Netlink};
 
 #[test]
 fn links_lists_loopback_and_both_veth_ends() {
-    in_new_netns("links_lists_loopback_and_both_veth_ends", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         run("ip", "link add va type veth peer name vb");
 
@@ -32,38 +32,35 @@ fn links_lists_loopback_and_both_veth_ends() {
 
 #[test]
 fn links_lists_every_link_of_a_dump_spanning_several_datagrams() {
-    in_new_netns(
-        "links_lists_every_link_of_a_dump_spanning_several_datagrams",
-        || {
-            let mut netlink = Netlink::open().unwrap();
-            // About 80 × 1.5 KiB of RTM_NEWLINK: several 32 KiB datagrams.
-            for pair in 0..40 {
-                run(
-                    "ip",
-                    &format!("link add a{pair} type veth peer name b{pair}"),
-                );
-            }
+    in_new_netns(|| {
+        let mut netlink = Netlink::open().unwrap();
+        // About 80 × 1.5 KiB of RTM_NEWLINK: several 32 KiB datagrams.
+        for pair in 0..40 {
+            run(
+                "ip",
+                &format!("link add a{pair} type veth peer name b{pair}"),
+            );
+        }
 
-            let links = netlink.links().unwrap();
+        let links = netlink.links().unwrap();
 
-            assert_eq!(links.len(), 81);
-            for pair in 0..40 {
-                assert!(
-                    links.iter().any(|link| link.name == format!("a{pair}")),
-                    "a{pair} missing"
-                );
-                assert!(
-                    links.iter().any(|link| link.name == format!("b{pair}")),
-                    "b{pair} missing"
-                );
-            }
-        },
-    );
+        assert_eq!(links.len(), 81);
+        for pair in 0..40 {
+            assert!(
+                links.iter().any(|link| link.name == format!("a{pair}")),
+                "a{pair} missing"
+            );
+            assert!(
+                links.iter().any(|link| link.name == format!("b{pair}")),
+                "b{pair} missing"
+            );
+        }
+    });
 }
 
 #[test]
 fn link_by_name_is_none_for_a_missing_link() {
-    in_new_netns("link_by_name_is_none_for_a_missing_link", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
 
         let missing = netlink.link_by_name("nosuch0").unwrap();
@@ -74,7 +71,7 @@ fn link_by_name_is_none_for_a_missing_link() {
 
 #[test]
 fn set_up_and_down_are_visible_in_links() {
-    in_new_netns("set_up_and_down_are_visible_in_links", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);
 
@@ -89,7 +86,7 @@ fn set_up_and_down_are_visible_in_links() {
 
 #[test]
 fn set_mtu_is_visible_in_links() {
-    in_new_netns("set_mtu_is_visible_in_links", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);
 
@@ -101,7 +98,7 @@ fn set_mtu_is_visible_in_links() {
 
 #[test]
 fn set_name_renames_a_down_link() {
-    in_new_netns("set_name_renames_a_down_link", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);
 
@@ -117,7 +114,7 @@ fn set_name_renames_a_down_link() {
 
 #[test]
 fn set_name_to_a_taken_name_is_refused_with_eexist() {
-    in_new_netns("set_name_to_a_taken_name_is_refused_with_eexist", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);
 
@@ -137,7 +134,7 @@ fn set_name_to_a_taken_name_is_refused_with_eexist() {
 
 #[test]
 fn set_mac_is_visible_in_links() {
-    in_new_netns("set_mac_is_visible_in_links", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair(&mut netlink);
         let mac = [0x02, 0x00, 0x00, 0x12, 0x34, 0x56];
@@ -150,7 +147,7 @@ fn set_mac_is_visible_in_links() {
 
 #[test]
 fn tap_made_with_tunsetiff_has_kind_tun() {
-    in_new_netns("tap_made_with_tunsetiff_has_kind_tun", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let _tap = Tap::create("tap0").unwrap();
 
@@ -173,7 +170,7 @@ fn format_mac(mac: [u8; 6]) -> String {
 
 #[test]
 fn changes_tells_of_a_new_link_and_nothing_else() {
-    in_new_netns("changes_tells_of_a_new_link_and_nothing_else", || {
+    in_new_netns(|| {
         // Arrange
         let mut changes = crate::Changes::open().unwrap();
         let quiet = changes
@@ -192,7 +189,7 @@ fn changes_tells_of_a_new_link_and_nothing_else() {
 
 #[test]
 fn set_netns_moves_the_link_out_of_sight() {
-    in_new_netns("set_netns_moves_the_link_out_of_sight", || {
+    in_new_netns(|| {
         // Arrange: a second namespace, made by a thread of its own and held by a descriptor.
         let (va, _) = veth_pair(&mut Netlink::open().unwrap());
         let other = std::thread::spawn(|| {

@@ -17,10 +17,10 @@ use crate::{Link, Netlink};
 
 /// Runs `body` on a new thread moved into a fresh network namespace; skips the test when that
 /// is impossible here.
-fn in_new_netns(test: &str, body: impl FnOnce() + Send + 'static) {
+fn in_new_netns(body: impl FnOnce() + Send + 'static) {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        println!("skipping {test}: not root");
+        test_skip::report("not root");
         return;
     }
     let thread = std::thread::spawn(move || {
@@ -34,7 +34,7 @@ fn in_new_netns(test: &str, body: impl FnOnce() + Send + 'static) {
     });
     match thread.join() {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => println!("skipping {test}: unshare(CLONE_NEWNET) failed: {e}"),
+        Ok(Err(e)) => test_skip::report(&format!("unshare(CLONE_NEWNET) failed: {e}")),
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }

@@ -19,7 +19,7 @@ fn ipv4_routes(netlink: &mut Netlink) -> Vec<Route> {
 
 #[test]
 fn add_route_default_via_gateway_is_listed() {
-    in_new_netns("add_route_default_via_gateway_is_listed", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair_up(&mut netlink);
         netlink.add_address(va.index, net("192.0.2.2", 24)).unwrap();
@@ -42,7 +42,7 @@ fn add_route_default_via_gateway_is_listed() {
 
 #[test]
 fn add_route_without_gateway_is_link_scoped() {
-    in_new_netns("add_route_without_gateway_is_link_scoped", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair_up(&mut netlink);
 
@@ -63,7 +63,7 @@ fn add_route_without_gateway_is_link_scoped() {
 
 #[test]
 fn add_route_ipv6_default_via_gateway_is_listed() {
-    in_new_netns("add_route_ipv6_default_via_gateway_is_listed", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair_up(&mut netlink);
         netlink
@@ -88,24 +88,21 @@ fn add_route_ipv6_default_via_gateway_is_listed() {
 
 #[test]
 fn routes_lists_the_prefix_routes_of_an_address_but_not_local_ones() {
-    in_new_netns(
-        "routes_lists_the_prefix_routes_of_an_address_but_not_local_ones",
-        || {
-            let mut netlink = Netlink::open().unwrap();
-            let (va, _) = veth_pair_up(&mut netlink);
+    in_new_netns(|| {
+        let mut netlink = Netlink::open().unwrap();
+        let (va, _) = veth_pair_up(&mut netlink);
 
-            netlink.add_address(va.index, net("192.0.2.2", 24)).unwrap();
+        netlink.add_address(va.index, net("192.0.2.2", 24)).unwrap();
 
-            let expected = Route {
-                destination: Some(net("192.0.2.0", 24)),
-                gateway: None,
-                oif: Some(va.index),
-                protocol: libc::RTPROT_KERNEL,
-                scope: libc::RT_SCOPE_LINK,
-            };
-            assert_eq!(ipv4_routes(&mut netlink), vec![expected]);
-        },
-    );
+        let expected = Route {
+            destination: Some(net("192.0.2.0", 24)),
+            gateway: None,
+            oif: Some(va.index),
+            protocol: libc::RTPROT_KERNEL,
+            scope: libc::RT_SCOPE_LINK,
+        };
+        assert_eq!(ipv4_routes(&mut netlink), vec![expected]);
+    });
 }
 
 #[test]
@@ -130,22 +127,19 @@ fn add_route_with_a_gateway_of_another_family_is_invalid() {
 
 #[test]
 fn add_route_via_an_unreachable_gateway_is_a_kernel_error() {
-    in_new_netns(
-        "add_route_via_an_unreachable_gateway_is_a_kernel_error",
-        || {
-            let mut netlink = Netlink::open().unwrap();
-            let (va, _) = veth_pair_up(&mut netlink);
+    in_new_netns(|| {
+        let mut netlink = Netlink::open().unwrap();
+        let (va, _) = veth_pair_up(&mut netlink);
 
-            let error = netlink
-                .add_route(None, Some("203.0.113.1".parse().unwrap()), va.index)
-                .unwrap_err();
+        let error = netlink
+            .add_route(None, Some("203.0.113.1".parse().unwrap()), va.index)
+            .unwrap_err();
 
-            assert!(matches!(error, Error::Kernel { .. }), "{error}");
-            let expected = format!(
-                "cannot add route default via 203.0.113.1 through link {}: ",
-                va.index
-            );
-            assert!(error.to_string().starts_with(&expected), "{error}");
-        },
-    );
+        assert!(matches!(error, Error::Kernel { .. }), "{error}");
+        let expected = format!(
+            "cannot add route default via 203.0.113.1 through link {}: ",
+            va.index
+        );
+        assert!(error.to_string().starts_with(&expected), "{error}");
+    });
 }

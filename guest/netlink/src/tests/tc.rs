@@ -40,35 +40,32 @@ fn veth_to_tap() -> VethToTap {
 
 #[test]
 fn redirect_ingress_sends_frames_entering_the_veth_to_the_tap() {
-    in_new_netns(
-        "redirect_ingress_sends_frames_entering_the_veth_to_the_tap",
-        || {
-            let VethToTap {
-                mut netlink,
-                va,
-                vb,
-                mut tap,
-                tap_link,
-                sender,
-            } = veth_to_tap();
-            netlink.redirect_ingress(va.index, tap_link.index).unwrap();
-            sender
-                .send(&test_frame(vb.mac.unwrap(), b"redirected"))
-                .unwrap();
+    in_new_netns(|| {
+        let VethToTap {
+            mut netlink,
+            va,
+            vb,
+            mut tap,
+            tap_link,
+            sender,
+        } = veth_to_tap();
+        netlink.redirect_ingress(va.index, tap_link.index).unwrap();
+        sender
+            .send(&test_frame(vb.mac.unwrap(), b"redirected"))
+            .unwrap();
 
-            assert!(tap.receives(|frame| carries(frame, b"redirected"), ARRIVES));
-            let filters = run("tc", "filter show dev va ingress");
-            assert!(
-                filters.contains("mirred (Egress Redirect to device tap0)"),
-                "{filters}"
-            );
-        },
-    );
+        assert!(tap.receives(|frame| carries(frame, b"redirected"), ARRIVES));
+        let filters = run("tc", "filter show dev va ingress");
+        assert!(
+            filters.contains("mirred (Egress Redirect to device tap0)"),
+            "{filters}"
+        );
+    });
 }
 
 #[test]
 fn delete_ingress_qdisc_removes_the_redirect() {
-    in_new_netns("delete_ingress_qdisc_removes_the_redirect", || {
+    in_new_netns(|| {
         let VethToTap {
             mut netlink,
             va,
@@ -99,7 +96,7 @@ fn delete_ingress_qdisc_removes_the_redirect() {
 
 #[test]
 fn add_ingress_qdisc_is_shown_by_tc() {
-    in_new_netns("add_ingress_qdisc_is_shown_by_tc", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair_up(&mut netlink);
 
@@ -115,7 +112,7 @@ fn add_ingress_qdisc_is_shown_by_tc() {
 
 #[test]
 fn add_ingress_qdisc_twice_is_a_file_exists_error() {
-    in_new_netns("add_ingress_qdisc_twice_is_a_file_exists_error", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair_up(&mut netlink);
         netlink.add_ingress_qdisc(va.index).unwrap();
@@ -131,7 +128,7 @@ fn add_ingress_qdisc_twice_is_a_file_exists_error() {
 
 #[test]
 fn delete_ingress_qdisc_without_one_is_ok() {
-    in_new_netns("delete_ingress_qdisc_without_one_is_ok", || {
+    in_new_netns(|| {
         let mut netlink = Netlink::open().unwrap();
         let (va, _) = veth_pair_up(&mut netlink);
 
@@ -143,22 +140,19 @@ fn delete_ingress_qdisc_without_one_is_ok() {
 
 #[test]
 fn redirect_ingress_without_an_ingress_qdisc_is_a_kernel_error() {
-    in_new_netns(
-        "redirect_ingress_without_an_ingress_qdisc_is_a_kernel_error",
-        || {
-            let mut netlink = Netlink::open().unwrap();
-            let (va, vb) = veth_pair_up(&mut netlink);
+    in_new_netns(|| {
+        let mut netlink = Netlink::open().unwrap();
+        let (va, vb) = veth_pair_up(&mut netlink);
 
-            let error = netlink.redirect_ingress(va.index, vb.index).unwrap_err();
+        let error = netlink.redirect_ingress(va.index, vb.index).unwrap_err();
 
-            assert!(matches!(error, Error::Kernel { .. }), "{error}");
-            let expected = format!(
-                "cannot redirect the ingress of link {} to link {}: ",
-                va.index, vb.index
-            );
-            assert!(error.to_string().starts_with(&expected), "{error}");
-        },
-    );
+        assert!(matches!(error, Error::Kernel { .. }), "{error}");
+        let expected = format!(
+            "cannot redirect the ingress of link {} to link {}: ",
+            va.index, vb.index
+        );
+        assert!(error.to_string().starts_with(&expected), "{error}");
+    });
 }
 
 /// UDP from port 53 to a port in 0xf000-0xffff.
@@ -172,48 +166,45 @@ const DNS_ANSWERS: Flow = Flow::Ports {
 
 #[test]
 fn keep_ingress_keeps_matching_packets_out_of_the_redirect() {
-    in_new_netns(
-        "keep_ingress_keeps_matching_packets_out_of_the_redirect",
-        || {
-            // Arrange
-            let VethToTap {
-                mut netlink,
-                va,
-                vb,
-                mut tap,
-                tap_link,
-                sender,
-            } = veth_to_tap();
-            netlink.redirect_ingress(va.index, tap_link.index).unwrap();
-            // Act
-            netlink
-                .keep_ingress(va.index, 1, DNS_ANSWERS, None)
-                .unwrap();
-            let mac = vb.mac.unwrap();
-            sender.send(&udp_frame(mac, 53, 61500, b"kept")).unwrap();
-            sender
-                .send(&udp_frame(mac, 53, 40000, b"passed on"))
-                .unwrap();
-            // Assert
-            assert!(tap.receives(|f| udp_carries(f, b"passed on"), ARRIVES));
-            assert!(!tap.receives(|f| udp_carries(f, b"kept"), STAYS_AWAY));
-            let filters = run("tc", "filter show dev va ingress");
-            // Protocol 17 at offset 8; source port 53 and destination 0xf000/0xf000 at 20.
-            assert!(
-                filters.contains("match 00110000/00ff0000 at 8"),
-                "{filters}"
-            );
-            assert!(
-                filters.contains("match 0035f000/fffff000 at 20"),
-                "{filters}"
-            );
-        },
-    );
+    in_new_netns(|| {
+        // Arrange
+        let VethToTap {
+            mut netlink,
+            va,
+            vb,
+            mut tap,
+            tap_link,
+            sender,
+        } = veth_to_tap();
+        netlink.redirect_ingress(va.index, tap_link.index).unwrap();
+        // Act
+        netlink
+            .keep_ingress(va.index, 1, DNS_ANSWERS, None)
+            .unwrap();
+        let mac = vb.mac.unwrap();
+        sender.send(&udp_frame(mac, 53, 61500, b"kept")).unwrap();
+        sender
+            .send(&udp_frame(mac, 53, 40000, b"passed on"))
+            .unwrap();
+        // Assert
+        assert!(tap.receives(|f| udp_carries(f, b"passed on"), ARRIVES));
+        assert!(!tap.receives(|f| udp_carries(f, b"kept"), STAYS_AWAY));
+        let filters = run("tc", "filter show dev va ingress");
+        // Protocol 17 at offset 8; source port 53 and destination 0xf000/0xf000 at 20.
+        assert!(
+            filters.contains("match 00110000/00ff0000 at 8"),
+            "{filters}"
+        );
+        assert!(
+            filters.contains("match 0035f000/fffff000 at 20"),
+            "{filters}"
+        );
+    });
 }
 
 #[test]
 fn keep_ingress_with_a_copy_sends_one_to_the_tap_too() {
-    in_new_netns("keep_ingress_with_a_copy_sends_one_to_the_tap_too", || {
+    in_new_netns(|| {
         // Arrange
         let VethToTap {
             mut netlink,
