@@ -8,6 +8,7 @@
 pub mod block;
 mod device;
 mod interrupt;
+pub mod iovec;
 pub mod mmio;
 pub mod net;
 pub mod pmem;

@@ -6,9 +6,9 @@
 
 use std::fmt;
 
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
+use vm_memory::{Address, Bytes, GuestAddress};
 
-use super::disk::IOV_MAX;
+use crate::virtio::iovec::{self, IoVecs, IOV_MAX};
 use crate::virtio::queue::Chain;
 use crate::virtio::GuestMemoryMmap;
 
@@ -44,28 +44,6 @@ impl fmt::Display for ChainError {
 struct Segment {
     addr: GuestAddress,
     len: u32,
-}
-
-/// A list of host iovecs pointing into guest memory, filled for one request and then cleared.
-pub struct IoVecs(Vec<libc::iovec>);
-
-// SAFETY: the iovecs only point into guest memory mappings, which every thread of the VMM shares
-// and which outlive the device (the device holds a `GuestMemoryMmap` clone while active). The
-// list is cleared after each request, so no pointer outlives the request that made it.
-unsafe impl Send for IoVecs {}
-
-impl IoVecs {
-    pub fn new() -> Self {
-        IoVecs(Vec::with_capacity(MAX_SEGMENTS))
-    }
-
-    pub fn as_mut_slice(&mut self) -> &mut [libc::iovec] {
-        &mut self.0
-    }
-
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
 }
 
 /// The shape of one chain: where its readable and writable bytes are, and its status byte.
@@ -236,26 +214,12 @@ fn iovecs(
             offset -= len;
             continue;
         }
-        let addr = seg.addr.checked_add(offset).ok_or(ChainError::BadAddress)?;
-        let len = (len - offset) as usize;
+        iovs.push_range(mem, seg.addr, offset, (len - offset) as usize)
+            .map_err(|e| match e {
+                iovec::ChainError::TooManySegments => ChainError::TooManySegments,
+                _ => ChainError::BadAddress,
+            })?;
         offset = 0;
-        // A buffer may straddle two guest memory regions: one iovec per piece. Every piece is
-        // checked to lie inside guest memory.
-        let mut covered = 0;
-        for slice in mem.get_slices(addr, len) {
-            let slice = slice.map_err(|_| ChainError::BadAddress)?;
-            if iovs.0.len() == MAX_SEGMENTS {
-                return Err(ChainError::TooManySegments);
-            }
-            covered += slice.len();
-            iovs.0.push(libc::iovec {
-                iov_base: slice.ptr_guard_mut().as_ptr().cast(),
-                iov_len: slice.len(),
-            });
-        }
-        if covered != len {
-            return Err(ChainError::BadAddress);
-        }
     }
     Ok(())
 }

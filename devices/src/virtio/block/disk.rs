@@ -8,10 +8,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::{SECTOR_SHIFT, SECTOR_SIZE};
+use crate::virtio::iovec::IOV_MAX;
 use crate::{Error, Result};
-
-/// The most iovecs one `preadv`/`pwritev` takes (Linux's UIO_MAXIOV).
-pub const IOV_MAX: usize = 1024;
 
 pub struct Disk {
     file: File,

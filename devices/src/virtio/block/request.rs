@@ -5,12 +5,13 @@
 
 use vm_memory::{ByteValued, Bytes, GuestMemoryBackend, Le32, Le64};
 
-use super::chain::{ChainError, IoVecs, Layout};
+use super::chain::{ChainError, Layout};
 use super::disk::Disk;
 use super::{
     MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS, MAX_REQUEST_BYTES, MAX_WRITE_ZEROES_SECTORS,
     SECTOR_SHIFT, SECTOR_SIZE, SERIAL_LEN,
 };
+use crate::virtio::iovec::{IoVecs, IOV_MAX};
 use crate::virtio::queue::Chain;
 use crate::virtio::GuestMemoryMmap;
 
@@ -88,7 +89,7 @@ impl Handler {
             serial,
             discard,
             layout: Layout::new(),
-            iovs: IoVecs::new(),
+            iovs: IoVecs::with_capacity(IOV_MAX),
             stats: Stats::default(),
         }
     }

@@ -6,10 +6,10 @@ use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::features::*;
-use super::iovec::{IoVecs, IOV_MAX};
 use super::rx::RxBuffers;
 use super::tap::{Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_UFO};
 use super::{NetConfig, QUEUE_SIZE, RX, STATUS_LINK_UP, TX};
+use crate::virtio::iovec::{IoVecs, IOV_MAX};
 use crate::virtio::{
     device_type, read_config_bytes, ActivateError, GuestMemoryMmap, Interrupt, QueueContext,
     VirtioDevice, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,

@@ -2,7 +2,6 @@
 //!
 //! - [`device`]: the device state, its configuration space and the `VirtioDevice` impl.
 //! - [`event_handler`]: the event-loop side (queue notifications, tap readiness, activation).
-//! - [`iovec`]: descriptor chains checked and turned into host iovecs over guest memory.
 //! - [`rx`] / [`tx`]: moving frames from the tap to the guest and back.
 //! - [`tap`]: the TAP backend (open or create, vnet header, offloads).
 //!
@@ -12,7 +11,6 @@
 
 mod device;
 mod event_handler;
-mod iovec;
 mod rx;
 mod tap;
 mod tx;

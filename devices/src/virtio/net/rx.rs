@@ -12,9 +12,9 @@ use std::io;
 use virtio_queue::{QueueOwnedT, QueueT};
 
 use super::device::{Active, Stats};
-use super::iovec::{write_at, IoVecs, Overflow, IOV_MAX};
 use super::tap::Tap;
 use super::{HDR_LEN, MAX_BUFFER, NUM_BUFFERS_OFFSET};
+use crate::virtio::iovec::{IoVecs, Overflow, IOV_MAX};
 
 /// Frames received in one pass before the event loop gets a turn (and the guest an interrupt).
 const RX_BATCH: usize = 64;
@@ -113,27 +113,21 @@ impl Active {
             };
             let head = chain.head_index();
             let before = self.rx.iov.len();
-            let parsed = self
-                .rx
-                .iov
-                .append_chain(chain, &self.mem, true, MAX_BUFFER, Overflow::Truncate)
-                .and_then(|len| {
-                    if len < HDR_LEN {
-                        Err(super::iovec::ChainError::TooShort)
-                    } else {
-                        Ok(len)
-                    }
-                });
-            match parsed {
-                Ok(len) => {
+            let parsed =
+                self.rx
+                    .iov
+                    .push_chain(&self.mem, chain, true, MAX_BUFFER, Overflow::Truncate);
+            // A buffer must hold at least the virtio-net header.
+            match parsed.ok().filter(|&(_, len)| len >= HDR_LEN) {
+                Some((iovs, len)) => {
                     self.rx.chains.push_back(RxChain {
                         head,
-                        iovs: self.rx.iov.len() - before,
+                        iovs: iovs.len(),
                         len,
                     });
                     self.rx.capacity += len;
                 }
-                Err(_) => {
+                None => {
                     self.rx.iov.truncate(before);
                     stats.bad_chains += 1;
                     self.rx_queue.add_used(&self.mem, head, 0)?;
@@ -256,11 +250,9 @@ impl Active {
             count += 1;
         }
         // Every buffer holds at least a header, which so lies in the first one.
-        write_at(
-            self.rx.iov.as_slice(),
-            NUM_BUFFERS_OFFSET,
-            &count.to_le_bytes(),
-        );
+        self.rx
+            .iov
+            .write_at(self.rx.iov.all(), NUM_BUFFERS_OFFSET, &count.to_le_bytes());
         let mut left = n;
         for _ in 0..count {
             let Some(c) = self.rx.chains.pop_front() else {

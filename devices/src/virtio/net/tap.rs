@@ -197,7 +197,7 @@ impl Tap {
 
     /// Reads one frame (header first) into `iov`.
     pub fn read_iov(&self, iov: &[libc::iovec]) -> io::Result<usize> {
-        let n = iov.len().min(super::iovec::IOV_MAX) as libc::c_int;
+        let n = iov.len().min(crate::virtio::iovec::IOV_MAX) as libc::c_int;
         // SAFETY: every iovec points into mapped, device-writable guest memory (checked when the
         // chain was parsed), and `n` does not exceed the slice's length.
         let r = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), n) };
@@ -209,7 +209,7 @@ impl Tap {
 
     /// Writes one frame (header first) gathered from `iov`.
     pub fn write_iov(&self, iov: &[libc::iovec]) -> io::Result<usize> {
-        let n = iov.len().min(super::iovec::IOV_MAX) as libc::c_int;
+        let n = iov.len().min(crate::virtio::iovec::IOV_MAX) as libc::c_int;
         // SAFETY: every iovec points into mapped guest memory (checked when the chain was
         // parsed), and `n` does not exceed the slice's length.
         let r = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), n) };

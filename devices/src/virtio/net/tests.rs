@@ -10,7 +10,6 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::device::{random_mac, Net};
 use super::features::*;
-use super::iovec::{read_at, write_at};
 use super::tap::Tap;
 use super::tx::header_ok;
 use super::*;
@@ -795,34 +794,6 @@ fn reset_stops_the_device_and_a_later_activation_starts_afresh() {
 
     assert!(used_after_reset.is_empty());
     assert!(!h.net.rx_wants_tap);
-}
-
-#[test]
-fn iovec_reads_and_writes_span_pieces_and_stop_at_the_end() {
-    let mut a = [0u8; 3];
-    let mut b = [0u8; 5];
-    let iov = [
-        libc::iovec {
-            iov_base: a.as_mut_ptr().cast(),
-            iov_len: a.len(),
-        },
-        libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        },
-    ];
-
-    let wrote = write_at(&iov, 2, &[1, 2, 3]);
-    let past = write_at(&iov, 7, &[9, 9, 9]);
-    let mut back = [0u8; 4];
-    let read = read_at(&iov, 1, &mut back);
-
-    assert_eq!(wrote, 3);
-    assert_eq!(past, 1);
-    assert_eq!(read, 4);
-    assert_eq!(back, [0, 1, 2, 3]);
-    assert_eq!(a, [0, 0, 1]);
-    assert_eq!(b, [2, 3, 0, 0, 9]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ use virtio_queue::{QueueOwnedT, QueueT};
 
 use super::device::{Active, Stats};
 use super::features::{CSUM, HOST_TSO4, HOST_TSO6, HOST_UFO};
-use super::iovec::{read_at, IoVecs, Overflow};
 use super::tap::Tap;
 use super::{GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP, HDR_F_NEEDS_CSUM, HDR_LEN, MAX_BUFFER};
+use crate::virtio::iovec::{IoVecs, Overflow};
 use crate::virtio::queue::Chain;
 use crate::virtio::GuestMemoryMmap;
 
@@ -114,8 +114,8 @@ fn send_chain(
     stats: &mut Stats,
 ) {
     iov.clear();
-    let len = match iov.append_chain(chain, mem, false, MAX_BUFFER, Overflow::Reject) {
-        Ok(len) if len >= HDR_LEN => len,
+    let len = match iov.push_chain(mem, chain, false, MAX_BUFFER, Overflow::Reject) {
+        Ok((_, len)) if len >= HDR_LEN => len,
         _ => {
             stats.bad_chains += 1;
             stats.tx_dropped += 1;
@@ -123,7 +123,7 @@ fn send_chain(
         }
     };
     let mut hdr = [0u8; HDR_LEN];
-    read_at(iov.as_slice(), 0, &mut hdr);
+    iov.read_at(iov.all(), 0, &mut hdr);
     if !header_ok(&hdr, acked) {
         stats.tx_dropped += 1;
         return;

@@ -19,10 +19,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use super::iov::{self, GuestIovs};
+use super::iov;
 use super::packet::*;
 use super::txbuf::TxBuf;
 use super::unix;
+use crate::virtio::iovec::IoVecs;
 
 /// The receive buffer we advertise to the guest, per connection.
 pub const CONN_BUF_ALLOC: u32 = 256 * 1024;
@@ -406,7 +407,7 @@ impl Connection {
 
     /// Writes `bytes` bytes of accepted data (the buffers of `payload`) to the host socket; what
     /// it does not take is buffered.
-    pub fn write_direct(&mut self, payload: &GuestIovs, bytes: usize) -> Verdict {
+    pub fn write_direct(&mut self, payload: &IoVecs, bytes: usize) -> Verdict {
         let Some(fd) = self.stream.as_ref().map(|s| s.as_raw_fd()) else {
             return Verdict::Keep;
         };
@@ -441,7 +442,7 @@ impl Connection {
     pub fn guest_packet(
         &mut self,
         hdr: &Header,
-        payload: &GuestIovs,
+        payload: &IoVecs,
         range: Range<usize>,
         now: Instant,
     ) -> Verdict {
@@ -490,7 +491,7 @@ impl Connection {
         }
     }
 
-    fn guest_data(&mut self, hdr: &Header, payload: &GuestIovs, range: Range<usize>) -> Verdict {
+    fn guest_data(&mut self, hdr: &Header, payload: &IoVecs, range: Range<usize>) -> Verdict {
         if self.peer_shut & SHUTDOWN_SEND != 0 {
             // Data after the guest promised to send no more.
             return Verdict::Reset;
@@ -657,7 +658,7 @@ mod tests {
         let now = Instant::now();
         c.control_sent(OP_REQUEST, now);
         assert!(c.expiry.is_some());
-        let empty = GuestIovs::with_capacity(0);
+        let empty = IoVecs::with_capacity(0);
         let v = c.guest_packet(&hdr(OP_RESPONSE, 0, 0, 4096, 0), &empty, 0..0, now);
         assert_eq!(v, Verdict::Keep);
         assert_eq!(c.state(), State::Established);
@@ -688,7 +689,7 @@ mod tests {
         c.check_stall();
         assert!(!c.has_rx(), "one credit request per stall");
         // A guest claiming to have forwarded more than it got gets no credit.
-        let empty = GuestIovs::with_capacity(0);
+        let empty = IoVecs::with_capacity(0);
         c.guest_packet(
             &hdr(OP_CREDIT_UPDATE, 0, 0, 4096, 8192),
             &empty,
@@ -726,7 +727,7 @@ mod tests {
         c.control_sent(OP_SHUTDOWN, Instant::now());
         assert_eq!(c.state(), State::Closing);
         assert!(c.expiry.is_some());
-        let empty = GuestIovs::with_capacity(0);
+        let empty = IoVecs::with_capacity(0);
         assert_eq!(
             c.guest_packet(
                 &hdr(OP_SHUTDOWN, 0, SHUTDOWN_BOTH, 0, 0),
@@ -758,7 +759,7 @@ mod tests {
         c.control_sent(OP_SHUTDOWN, Instant::now());
         assert_eq!(c.state(), State::Established);
         // The guest finishes: SHUTDOWN(SEND) reaches the host as EOF, then both are done.
-        let empty = GuestIovs::with_capacity(0);
+        let empty = IoVecs::with_capacity(0);
         c.guest_packet(
             &hdr(OP_SHUTDOWN, 0, SHUTDOWN_SEND, 4096, 0),
             &empty,
@@ -781,7 +782,7 @@ mod tests {
     fn out_of_order_packets_reset() {
         let (a, _b) = UnixStream::pair().unwrap();
         let mut c = Connection::new_local(key(), CID, a);
-        let empty = GuestIovs::with_capacity(0);
+        let empty = IoVecs::with_capacity(0);
         // RESPONSE before our REQUEST went out.
         assert_eq!(
             c.guest_packet(&hdr(OP_RESPONSE, 0, 0, 0, 0), &empty, 0..0, Instant::now()),
@@ -811,7 +812,7 @@ mod tests {
         let (mut c, mut b) = established();
         b.write_all(b"data").unwrap();
         assert!(c.has_rx());
-        let empty = GuestIovs::with_capacity(0);
+        let empty = IoVecs::with_capacity(0);
         c.guest_packet(
             &hdr(OP_SHUTDOWN, 0, SHUTDOWN_RCV, 4096, 0),
             &empty,

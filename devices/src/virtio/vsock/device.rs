@@ -13,10 +13,10 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::timerfd::TimerFd;
 
-use super::iov::{self, GuestIovs};
 use super::muxer::{Muxer, RxChain, MAX_CHAINS_PER_READ};
 use super::packet::{self, Header, Invalid, HDR_LEN, OP_RW};
 use super::VsockConfig;
+use crate::virtio::iovec::{IoVecs, Overflow, IOV_MAX};
 use crate::virtio::queue::Chain;
 use crate::virtio::{
     device_type, read_config_bytes, ActivateError, GuestMemoryMmap, Interrupt, QueueContext,
@@ -50,11 +50,11 @@ pub struct Vsock {
     pub(super) muxer: Muxer,
     pub(super) active: Option<Active>,
     // Scratch space kept between calls so that the data path allocates nothing.
-    rx_iovs: GuestIovs,
-    tx_iovs: GuestIovs,
+    rx_iovs: IoVecs,
+    tx_iovs: IoVecs,
     batch: TxBatch,
-    payload: GuestIovs,
-    scratch: GuestIovs,
+    payload: IoVecs,
+    scratch: IoVecs,
     rx_chains: Vec<RxChain>,
     used: Vec<u32>,
     /// Used buffers were added since the last interrupt decision.
@@ -92,16 +92,16 @@ impl Vsock {
             timer,
             muxer,
             active: None,
-            rx_iovs: GuestIovs::with_capacity(MAX_CHAINS_PER_READ * 2),
-            tx_iovs: GuestIovs::with_capacity(8),
+            rx_iovs: IoVecs::with_capacity(MAX_CHAINS_PER_READ * 2),
+            tx_iovs: IoVecs::with_capacity(8),
             batch: TxBatch {
                 token: None,
-                iovs: GuestIovs::with_capacity(64),
+                iovs: IoVecs::with_capacity(64),
                 bytes: 0,
                 heads: Vec::with_capacity(64),
             },
-            payload: GuestIovs::with_capacity(8),
-            scratch: GuestIovs::with_capacity(MAX_CHAINS_PER_READ * 2),
+            payload: IoVecs::with_capacity(8),
+            scratch: IoVecs::with_capacity(MAX_CHAINS_PER_READ * 2),
             rx_chains: Vec::with_capacity(MAX_CHAINS_PER_READ),
             used: Vec::with_capacity(MAX_CHAINS_PER_READ),
             irq_pending_tx: false,
@@ -263,7 +263,10 @@ impl Vsock {
                     break;
                 };
                 let head = chain.head_index();
-                match self.rx_iovs.push_chain(&a.mem, chain, true) {
+                match self
+                    .rx_iovs
+                    .push_chain(&a.mem, chain, true, usize::MAX, Overflow::Reject)
+                {
                     Ok((range, cap)) if cap >= HDR_LEN => {
                         self.rx_chains.push(RxChain { head, range, cap })
                     }
@@ -323,18 +326,19 @@ enum TxParse {
 }
 
 /// Reads and checks a TX chain: a header, then `len` bytes of payload, all device-readable.
-fn parse_tx(mem: &GuestMemoryMmap, chain: Chain<'_>, cid: u64, iovs: &mut GuestIovs) -> TxParse {
+fn parse_tx(mem: &GuestMemoryMmap, chain: Chain<'_>, cid: u64, iovs: &mut IoVecs) -> TxParse {
     iovs.clear();
     // Unusable chains (wrong direction, outside RAM, loops) are dropped: without a header we
     // could trust, there is nobody to answer.
-    let Ok((range, total)) = iovs.push_chain(mem, chain, false) else {
+    let Ok((range, total)) = iovs.push_chain(mem, chain, false, usize::MAX, Overflow::Reject)
+    else {
         return TxParse::Drop;
     };
     if total < HDR_LEN {
         return TxParse::Drop;
     }
     let mut bytes = [0u8; HDR_LEN];
-    iovs.copy_out(range.clone(), 0, &mut bytes);
+    iovs.read_at(range.clone(), 0, &mut bytes);
     let hdr = Header::from_bytes(&bytes);
     match packet::validate(&hdr, cid, total - HDR_LEN) {
         Err(Invalid::Drop) => TxParse::Drop,
@@ -347,7 +351,7 @@ fn parse_tx(mem: &GuestMemoryMmap, chain: Chain<'_>, cid: u64, iovs: &mut GuestI
 /// back to the driver only after the write: until then the data is read from guest memory.
 struct TxBatch {
     token: Option<u32>,
-    iovs: GuestIovs,
+    iovs: IoVecs,
     bytes: usize,
     heads: Vec<u16>,
 }
@@ -357,7 +361,7 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 
 impl TxBatch {
     fn has_room(&self, segments: usize, bytes: usize) -> bool {
-        self.iovs.len() + segments <= iov::MAX_SEGMENTS && self.bytes + bytes <= MAX_BATCH_BYTES
+        self.iovs.len() + segments <= IOV_MAX && self.bytes + bytes <= MAX_BATCH_BYTES
     }
 
     fn flush(

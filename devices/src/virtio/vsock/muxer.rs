@@ -14,9 +14,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::connection::{ConnKey, Connection, RxNext, State, Verdict};
-use super::iov::{self, GuestIovs};
+
 use super::packet::*;
 use super::unix::{self, Handshake, HostListener};
+use crate::virtio::iovec::{IoVecs, IOV_MAX};
 use crate::Result;
 
 /// Connections (and host connections still in their handshake) at most; beyond, RST.
@@ -373,7 +374,7 @@ impl Muxer {
     pub fn guest_packet(
         &mut self,
         hdr: &Header,
-        payload: &GuestIovs,
+        payload: &IoVecs,
         range: Range<usize>,
         now: Instant,
     ) {
@@ -425,7 +426,7 @@ impl Muxer {
     }
 
     /// Writes a batch of accepted data for `token` (the whole of `payload`, `bytes` long).
-    pub fn write_direct(&mut self, token: u32, payload: &GuestIovs, bytes: usize) {
+    pub fn write_direct(&mut self, token: u32, payload: &IoVecs, bytes: usize) {
         let verdict = match self.conn_mut(token) {
             Some(c) => c.write_direct(payload, bytes),
             None => return,
@@ -501,10 +502,10 @@ impl Muxer {
     /// space.
     pub fn fill_rx(
         &mut self,
-        iovs: &GuestIovs,
+        iovs: &IoVecs,
         chains: &[RxChain],
         used: &mut Vec<u32>,
-        scratch: &mut GuestIovs,
+        scratch: &mut IoVecs,
         now: Instant,
     ) {
         let guest_cid = self.guest_cid;
@@ -519,7 +520,7 @@ impl Muxer {
                     op: OP_RST,
                     ..Header::default()
                 };
-                iovs.copy_in(chain.range.clone(), 0, &hdr.to_bytes());
+                iovs.write_at(chain.range.clone(), 0, &hdr.to_bytes());
                 used.push(HDR_LEN as u32);
                 continue;
             }
@@ -535,7 +536,7 @@ impl Muxer {
                 None => Verdict::Keep,
                 Some(RxNext::Control { op, flags }) => {
                     let hdr = conn.header(op, 0, flags);
-                    iovs.copy_in(chain.range.clone(), 0, &hdr.to_bytes());
+                    iovs.write_at(chain.range.clone(), 0, &hdr.to_bytes());
                     used.push(HDR_LEN as u32);
                     conn.control_sent(op, now)
                 }
@@ -579,11 +580,11 @@ fn conn_requeue(m: &mut Muxer, token: u32) {
 /// allows, with one readv, and writes an RW header in front of each filled buffer.
 fn read_into_chains(
     conn: &mut Connection,
-    iovs: &GuestIovs,
+    iovs: &IoVecs,
     chains: &[RxChain],
     max: u32,
     used: &mut Vec<u32>,
-    scratch: &mut GuestIovs,
+    scratch: &mut IoVecs,
 ) -> Verdict {
     let limit = (max as usize).min(MAX_READ_BYTES);
     let mut rooms = [0usize; MAX_CHAINS_PER_READ];
@@ -596,7 +597,7 @@ fn read_into_chains(
             .saturating_sub(HDR_LEN)
             .min(MAX_PKT_PAYLOAD as usize)
             .min(limit - total);
-        if room == 0 || scratch.len() + chain.range.len() > iov::MAX_SEGMENTS {
+        if room == 0 || scratch.len() + chain.range.len() > IOV_MAX {
             break;
         }
         let got = iovs.sub(chain.range.clone(), HDR_LEN, room, scratch);
@@ -615,7 +616,7 @@ fn read_into_chains(
     if total == 0 {
         // The first buffer only has room for a header: spend it on a credit update.
         let hdr = conn.header(OP_CREDIT_UPDATE, 0, 0);
-        iovs.copy_in(first.range.clone(), 0, &hdr.to_bytes());
+        iovs.write_at(first.range.clone(), 0, &hdr.to_bytes());
         used.push(HDR_LEN as u32);
         return conn.control_sent(OP_CREDIT_UPDATE, Instant::now());
     }
@@ -631,7 +632,7 @@ fn read_into_chains(
         }
         let take = room.min(left);
         let hdr = conn.header(OP_RW, take as u32, 0);
-        iovs.copy_in(chain.range.clone(), 0, &hdr.to_bytes());
+        iovs.write_at(chain.range.clone(), 0, &hdr.to_bytes());
         used.push((HDR_LEN + take) as u32);
         left -= take;
     }

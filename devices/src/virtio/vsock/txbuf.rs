@@ -5,7 +5,8 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::RawFd;
 
-use super::iov::{self, GuestIovs};
+use super::iov;
+use crate::virtio::iovec::IoVecs;
 
 /// The buffer has no room for the bytes: the guest sent more than its credit allowed.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +65,7 @@ impl TxBuf {
     /// bytes in. Nothing is appended when they do not all fit.
     pub fn push_guest(
         &mut self,
-        iovs: &GuestIovs,
+        iovs: &IoVecs,
         range: Range<usize>,
         offset: usize,
         count: usize,
@@ -84,7 +85,7 @@ impl TxBuf {
             }
             let n = r.len().min(count - done);
             let dst = &mut self.data[r.start..r.start + n];
-            done += iovs.copy_out(range.clone(), offset + done, dst);
+            done += iovs.read_at(range.clone(), offset + done, dst);
         }
         self.len += done;
         Ok(())
