@@ -3,20 +3,19 @@
 use std::os::unix::io::AsRawFd;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
-use virtio_queue::{QueueOwnedT, QueueT};
 
 use super::device::{Active, Block};
+use crate::virtio::queue::{drain, notify, Budget, Served};
 
-/// Requests, and data bytes, served per turn of the event loop. A guest that keeps refilling the
-/// queue from another vCPU (or sends huge requests) would otherwise keep the loop here for long,
-/// starving the other devices and the VMM's own stop event; past either budget the device re-arms
-/// its eventfd and comes back on the next turn.
-pub(super) const BUDGET: usize = 128;
-pub(super) const BYTE_BUDGET: u64 = 64 << 20;
+/// Requests, and data bytes, served per turn of the event loop (see `queue::Budget`); past
+/// either the device re-arms its eventfd and comes back on the next turn.
+pub(super) const BUDGET: Budget = Budget {
+    chains: 128,
+    bytes: 64 << 20,
+};
 
 impl Block {
-    /// Serves the requests the driver made available (within [`BUDGET`] and [`BYTE_BUDGET`]),
-    /// returns them as used
+    /// Serves the requests the driver made available (within [`BUDGET`]), returns them as used
     /// and interrupts the driver if it asked to be. A queue the driver broke (an available index
     /// out of range, a head index past the ring, rings outside guest memory) stops the device:
     /// DEVICE_NEEDS_RESET.
@@ -35,40 +34,20 @@ impl Block {
         }
         let mem = &*mem;
         let handler = &mut self.handler;
-        let mut served = 0;
-        let bytes_before = handler.stats.bytes;
-        let result = (|| -> Result<bool, virtio_queue::Error> {
-            let event_idx = queue.event_idx_enabled();
-            loop {
-                if event_idx {
-                    queue.disable_notification(mem)?;
-                }
-                while let Some(chain) = queue.iter(mem)?.next() {
-                    let head = chain.head_index();
-                    let written = handler.handle(mem, chain);
-                    queue.add_used(mem, head, written)?;
-                    served += 1;
-                    if served == BUDGET || handler.stats.bytes - bytes_before >= BYTE_BUDGET {
-                        return Ok(true);
-                    }
-                }
-                // With EVENT_IDX, re-enabling notifications tells whether the driver raced us
-                // with more requests; without it the driver always notifies.
-                if !event_idx || !queue.enable_notification(mem)? {
-                    return Ok(false);
-                }
-            }
-        })();
-        match result {
-            Ok(more) => {
-                if more {
-                    let _ = self.queue_events[0].write(1);
-                }
-                if served > 0 && queue.needs_notification(mem).unwrap_or(true) {
-                    interrupt.signal_used_queue();
-                }
-            }
-            Err(_) => interrupt.fail_device(),
+        let result = drain(queue, mem, BUDGET, |_, chain| {
+            let bytes_before = handler.stats.bytes;
+            let written = handler.handle(mem, chain);
+            Ok::<_, virtio_queue::Error>(Served::used(written, handler.stats.bytes - bytes_before))
+        });
+        let pass = match result {
+            Ok(pass) => pass,
+            Err(_) => return interrupt.fail_device(),
+        };
+        if pass.more {
+            let _ = self.queue_events[0].write(1);
+        }
+        if pass.used && notify(queue, mem, interrupt).is_err() {
+            interrupt.fail_device();
         }
     }
 }

@@ -342,7 +342,7 @@ fn a_full_ring_is_served_in_turns_of_the_event_loop() {
     // Act: one turn serves the budget and re-arms the eventfd for the rest.
     d.run();
     let first: Vec<_> = std::iter::from_fn(|| d.used()).collect();
-    assert_eq!(first.len(), event_handler::BUDGET);
+    assert_eq!(first.len(), event_handler::BUDGET.chains);
     assert_eq!(
         d.dev.queue_event().read().unwrap(),
         1,

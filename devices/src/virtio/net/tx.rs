@@ -4,18 +4,20 @@
 //! memory, shorter than a header, longer than the largest frame) or whose header asks for an
 //! offload the driver did not negotiate is dropped: it is returned as used and nothing is sent.
 
-use virtio_queue::{QueueOwnedT, QueueT};
-
 use super::device::{Active, Stats};
 use super::features::{CSUM, HOST_TSO4, HOST_TSO6, HOST_UFO};
 use super::tap::Tap;
 use super::{GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP, HDR_F_NEEDS_CSUM, HDR_LEN, MAX_BUFFER};
 use crate::virtio::iovec::{IoVecs, Overflow};
-use crate::virtio::queue::Chain;
+use crate::virtio::queue::{drain, notify, Budget, Chain, Served};
 use crate::virtio::GuestMemoryMmap;
 
 /// Frames sent in one pass before the event loop gets a turn (receive must not starve).
 pub const TX_BATCH: usize = 256;
+const TX_BUDGET: Budget = Budget {
+    chains: TX_BATCH,
+    bytes: u64::MAX,
+};
 
 /// Why a transmit pass stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,50 +57,23 @@ impl Active {
         if self.broken {
             return TxStop::Broken;
         }
-        let mut used_any = false;
-        let result = self.send_frames(tap, stats, &mut used_any);
-        let stop = match result {
-            Ok(stop) => stop,
+        let (mem, iov, acked) = (&self.mem, &mut self.tx_iov, self.acked);
+        let result = drain(&mut self.tx_queue, mem, TX_BUDGET, |_, chain| {
+            send_chain(chain, mem, iov, acked, tap, stats);
+            Ok::<_, virtio_queue::Error>(Served::used(0, 0))
+        })
+        .and_then(|pass| {
+            if pass.used {
+                notify(&mut self.tx_queue, &self.mem, &self.interrupt)?;
+            }
+            Ok(pass)
+        });
+        match result {
+            Ok(pass) if pass.more => TxStop::More,
+            Ok(_) => TxStop::Done,
             Err(_) => {
                 self.fail();
-                return TxStop::Broken;
-            }
-        };
-        if used_any {
-            match self.tx_queue.needs_notification(&self.mem) {
-                Ok(true) => self.interrupt.signal_used_queue(),
-                Ok(false) => {}
-                Err(_) => {
-                    self.fail();
-                    return TxStop::Broken;
-                }
-            }
-        }
-        stop
-    }
-
-    fn send_frames(
-        &mut self,
-        tap: &Tap,
-        stats: &mut Stats,
-        used_any: &mut bool,
-    ) -> Result<TxStop, virtio_queue::Error> {
-        let mut sent = 0;
-        loop {
-            self.tx_queue.disable_notification(&self.mem)?;
-            while let Some(chain) = self.tx_queue.iter(&self.mem)?.next() {
-                let head = chain.head_index();
-                send_chain(chain, &self.mem, &mut self.tx_iov, self.acked, tap, stats);
-                self.tx_queue.add_used(&self.mem, head, 0)?;
-                *used_any = true;
-                sent += 1;
-                if sent >= TX_BATCH {
-                    return Ok(TxStop::More);
-                }
-            }
-            // With EVENT_IDX, re-enabling tells whether the driver added more meanwhile.
-            if !self.tx_queue.enable_notification(&self.mem)? {
-                return Ok(TxStop::Done);
+                TxStop::Broken
             }
         }
     }

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::backend::FileMapping;
 use super::flush::{Flusher, Flushes, PendingFlush, TooMany};
 use super::request::{self, Kind, StatusLoc, RESP_EIO, RESP_OK};
 use super::{PmemConfig, PmemMapping};
+use crate::virtio::queue::{drain, notify, Budget, Served};
 use crate::virtio::{
     device_type, read_config_bytes, ActivateError, GuestMemoryMmap, Interrupt, QueueContext,
     VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
@@ -19,6 +20,12 @@ use crate::{Error, Result};
 /// Entries of the request queue. Linux keeps one flush in flight per device; more only cost
 /// the guest descriptor-table memory.
 pub const QUEUE_SIZE: u16 = 256;
+
+/// Requests served per turn of the event loop (see `queue::Budget`).
+const BUDGET: Budget = Budget {
+    chains: 128,
+    bytes: u64::MAX,
+};
 
 /// Config space: `le64 start; le64 size;`.
 const CONFIG_LEN: usize = 16;
@@ -135,9 +142,17 @@ impl Pmem {
             return;
         };
         let read_only = self.flusher.is_none();
-        if serve_queue(active, &mut self.flushes, read_only).is_err() {
-            self.fail();
-            return;
+        match serve_queue(active, &mut self.flushes, read_only) {
+            Ok(more) => {
+                if more {
+                    // Budget spent with requests left: come back on the next turn.
+                    let _ = self.queue_events[0].write(1);
+                }
+            }
+            Err(_) => {
+                self.fail();
+                return;
+            }
         }
         self.start_flush();
     }
@@ -191,51 +206,42 @@ fn answer(mem: &GuestMemoryMmap, status: StatusLoc, ret: u32) -> u32 {
     }
 }
 
+/// Serves the queue within [`BUDGET`]; returns whether requests may be left.
 fn serve_queue(
     active: &mut Active,
     flushes: &mut Flushes,
     read_only: bool,
-) -> std::result::Result<(), QueueFault> {
+) -> std::result::Result<bool, QueueFault> {
     let Active {
         mem,
         queue,
         interrupt,
     } = active;
-    let mut used_any = false;
-    loop {
-        if queue.event_idx_enabled() {
-            queue.disable_notification(mem)?;
-        }
-        while let Some(chain) = queue.iter(&*mem)?.next() {
-            let req = request::parse(mem, chain);
-            let used_len = match (req.kind, req.status) {
-                // Nowhere to put a status: give the buffers back untouched.
-                (_, None) => 0,
-                (Kind::Flush, Some(status)) if !read_only => {
-                    flushes.push(PendingFlush {
-                        head: req.head,
-                        status,
-                    })?;
-                    continue;
-                }
-                // A private mapping has nothing to sync.
-                (Kind::Flush, Some(status)) => answer(mem, status, RESP_OK),
-                (Kind::Unsupported(_) | Kind::Malformed(_), Some(status)) => {
-                    answer(mem, status, RESP_EIO)
-                }
-            };
-            queue.add_used(mem, req.head, used_len)?;
-            used_any = true;
-        }
-        // With EVENT_IDX, re-enabling notifications tells whether the driver raced us.
-        if !queue.event_idx_enabled() || !queue.enable_notification(mem)? {
-            break;
-        }
+    let mem = &*mem;
+    let pass = drain(queue, mem, BUDGET, |_, chain| {
+        let req = request::parse(mem, chain);
+        let used_len = match (req.kind, req.status) {
+            // Nowhere to put a status: give the buffers back untouched.
+            (_, None) => 0,
+            (Kind::Flush, Some(status)) if !read_only => {
+                flushes.push(PendingFlush {
+                    head: req.head,
+                    status,
+                })?;
+                return Ok(Served::kept(0));
+            }
+            // A private mapping has nothing to sync.
+            (Kind::Flush, Some(status)) => answer(mem, status, RESP_OK),
+            (Kind::Unsupported(_) | Kind::Malformed(_), Some(status)) => {
+                answer(mem, status, RESP_EIO)
+            }
+        };
+        Ok::<_, QueueFault>(Served::used(used_len, 0))
+    })?;
+    if pass.used {
+        notify(queue, mem, interrupt)?;
     }
-    if used_any && queue.needs_notification(mem)? {
-        interrupt.signal_used_queue();
-    }
-    Ok(())
+    Ok(pass.more)
 }
 
 fn answer_all(

@@ -19,7 +19,8 @@ use vmm_sys_util::tempfile::TempFile;
 
 use super::flush::Flusher;
 use super::request::{RESP_EIO, RESP_OK};
-use super::{Pmem, PmemConfig, ALIGNMENT};
+use super::{Pmem, PmemConfig, ALIGNMENT, QUEUE_SIZE};
+
 use crate::virtio::interrupt::INT_VRING;
 use crate::virtio::{
     device_type, GuestMemoryMmap, Interrupt, QueueContext, VirtioDevice, VIRTIO_F_VERSION_1,
@@ -41,21 +42,27 @@ fn memory() -> GuestMemoryMmap {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap()
 }
 
-/// The driver's side of a split queue of QSIZE entries at `base`: descriptor table, then the
+/// The driver's side of a split queue (QSIZE entries unless `sized`) at `base`: descriptor table, then the
 /// available ring at +0x1000 and the used ring at +0x2000 (apart, so `used_event` and
 /// `avail_event` have their own bytes).
 struct Driver<'a> {
     mem: &'a GuestMemoryMmap,
     base: u64,
+    size: u16,
 }
 
 impl<'a> Driver<'a> {
     fn new(mem: &'a GuestMemoryMmap, base: u64) -> Self {
+        Self::sized(mem, base, QSIZE)
+    }
+
+    /// A queue of `size` entries (at most 256: each part must fit in its 4 KiB).
+    fn sized(mem: &'a GuestMemoryMmap, base: u64, size: u16) -> Self {
         for off in [0x1000u64, 0x2000] {
             mem.write_slice(&[0u8; 0x1000], GuestAddress(base + off))
                 .unwrap();
         }
-        Driver { mem, base }
+        Driver { mem, base, size }
     }
 
     fn avail_addr(&self) -> u64 {
@@ -67,8 +74,8 @@ impl<'a> Driver<'a> {
     }
 
     fn queue(&self) -> Queue {
-        let mut q = Queue::new(QSIZE).unwrap();
-        q.set_size(QSIZE);
+        let mut q = Queue::new(self.size).unwrap();
+        q.set_size(self.size);
         let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
         let (lo, hi) = split(self.base);
         q.set_desc_table_address(lo, hi);
@@ -99,7 +106,7 @@ impl<'a> Driver<'a> {
             .mem
             .read_obj(GuestAddress(self.avail_addr() + 2))
             .unwrap();
-        let slot = self.avail_addr() + 4 + 2 * u64::from(idx % QSIZE);
+        let slot = self.avail_addr() + 4 + 2 * u64::from(idx % self.size);
         self.mem.write_obj(head, GuestAddress(slot)).unwrap();
         self.set_avail_idx(idx.wrapping_add(1));
     }
@@ -111,7 +118,7 @@ impl<'a> Driver<'a> {
             .unwrap();
         (0..n)
             .map(|i| {
-                let e = self.used_addr() + 4 + 8 * u64::from(i % QSIZE);
+                let e = self.used_addr() + 4 + 8 * u64::from(i % self.size);
                 let id: u32 = self.mem.read_obj(GuestAddress(e)).unwrap();
                 let len: u32 = self.mem.read_obj(GuestAddress(e + 4)).unwrap();
                 (id, len)
@@ -121,12 +128,12 @@ impl<'a> Driver<'a> {
 
     /// The driver's `used_event`, after the available ring.
     fn used_event_addr(&self) -> u64 {
-        self.avail_addr() + 4 + 2 * u64::from(QSIZE)
+        self.avail_addr() + 4 + 2 * u64::from(self.size)
     }
 
     /// The device's `avail_event`, after the used ring.
     fn avail_event_addr(&self) -> u64 {
-        self.used_addr() + 4 + 8 * u64::from(QSIZE)
+        self.used_addr() + 4 + 8 * u64::from(self.size)
     }
 }
 
@@ -880,4 +887,29 @@ fn the_event_loop_ignores_notifications_before_activation_then_serves_the_queue(
     assert_eq!(used(&vq), [(0, 4)]);
     assert_eq!(status_at(&mem, STATUS), RESP_OK);
     assert_ne!(interrupt.status() & INT_VRING, 0);
+}
+
+#[test]
+fn a_turn_serves_at_most_the_budget_and_comes_back_for_the_rest() {
+    // Arrange: one request offered 140 times (a driver may repeat a head; each is served).
+    let mem = memory();
+    let vq = Driver::sized(&mem, 0, QUEUE_SIZE);
+    let (mut pmem, _f) = device(true);
+    activate(&mut pmem, &mem, &vq, false);
+    flush_request(&mem, &vq, 0, HDR, STATUS);
+    for _ in 1..140 {
+        offer(&vq, 0);
+    }
+    // Act
+    pmem.process_queue();
+    let first = used(&vq).len();
+    let rearmed = pmem.queue_event().read().is_ok();
+    pmem.process_queue();
+    // Assert
+    assert_eq!(first, 128);
+    assert!(
+        rearmed,
+        "the device did not kick itself for the requests left"
+    );
+    assert_eq!(used(&vq).len(), 140);
 }

@@ -17,7 +17,7 @@ use super::muxer::{Muxer, RxChain, MAX_CHAINS_PER_READ};
 use super::packet::{self, Header, Invalid, HDR_LEN, OP_RW};
 use super::VsockConfig;
 use crate::virtio::iovec::{IoVecs, Overflow, IOV_MAX};
-use crate::virtio::queue::Chain;
+use crate::virtio::queue::{drain, Budget, Chain, Served};
 use crate::virtio::{
     device_type, read_config_bytes, ActivateError, GuestMemoryMmap, Interrupt, QueueContext,
     VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
@@ -29,10 +29,12 @@ pub const TX_QUEUE: usize = 1;
 pub const EVENT_QUEUE: usize = 2;
 pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; 3] = [QUEUE_SIZE; 3];
-/// Packets taken from the TX queue per turn of the event loop. A guest that keeps the queue full
-/// from another vCPU would otherwise hold the loop here, starving the other devices and the VMM's
-/// stop event; past it the device kicks its own TX eventfd and comes back on the next turn.
-pub(super) const TX_BUDGET: usize = 128;
+/// Packets taken from the TX queue per turn of the event loop (see `queue::Budget`); past it the
+/// device kicks its own TX eventfd and comes back on the next turn.
+pub(super) const TX_BUDGET: Budget = Budget {
+    chains: 128,
+    bytes: 16 << 20,
+};
 
 pub(super) struct Active {
     pub mem: GuestMemoryMmap,
@@ -122,7 +124,7 @@ impl Vsock {
         self.muxer.reset();
     }
 
-    /// Serves the packets the driver put on the TX queue, up to [`TX_BUDGET`]. The interrupt,
+    /// Serves the packets the driver put on the TX queue, within [`TX_BUDGET`]. The interrupt,
     /// if the driver wants one, is left to [`Vsock::signal`], so that TX and RX completions share
     /// it.
     pub(super) fn process_tx(&mut self, now: Instant) {
@@ -136,74 +138,61 @@ impl Vsock {
         }
     }
 
-    /// Returns whether packets were left on the queue when the budget ran out.
+    /// Returns whether packets may be left on the queue because the budget ran out.
     fn drain_tx(&mut self, now: Instant) -> std::result::Result<bool, virtio_queue::Error> {
         let Some(a) = self.active.as_mut() else {
             return Ok(false);
         };
-        let event_idx = a.tx.event_idx_enabled();
-        let mut taken = 0;
-        loop {
-            if event_idx {
-                a.tx.disable_notification(&a.mem)?;
-            }
-            while let Some(chain) = a.tx.iter(&a.mem)?.next() {
-                if taken == TX_BUDGET {
-                    a.tx.go_to_previous_position();
-                    self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
-                    self.tx_iovs.clear();
-                    return Ok(true);
+        let (mem, cid) = (&a.mem, self.cid);
+        let (batch, muxer, iovs, payload) = (
+            &mut self.batch,
+            &mut self.muxer,
+            &mut self.tx_iovs,
+            &mut self.payload,
+        );
+        let irq_pending = &mut self.irq_pending_tx;
+        let pass = drain(&mut a.tx, mem, TX_BUDGET, |tx, chain| {
+            *irq_pending = true;
+            let head = chain.head_index();
+            // Only this chain's iovecs are needed: a batch keeps copies of its own.
+            iovs.clear();
+            let (hdr, range) = match parse_tx(mem, chain, cid, iovs) {
+                TxParse::Drop => return Ok(Served::used(0, 0)),
+                TxParse::Reset(hdr) => {
+                    batch.flush(muxer, tx, mem)?;
+                    muxer.reset_packet(&hdr);
+                    return Ok(Served::used(0, 0));
                 }
-                taken += 1;
-                let head = chain.head_index();
-                self.irq_pending_tx = true;
-                let (hdr, range) = match parse_tx(&a.mem, chain, self.cid, &mut self.tx_iovs) {
-                    TxParse::Drop => {
-                        a.tx.add_used(&a.mem, head, 0)?;
-                        continue;
-                    }
-                    TxParse::Reset(hdr) => {
-                        self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
-                        self.muxer.reset_packet(&hdr);
-                        a.tx.add_used(&a.mem, head, 0)?;
-                        continue;
-                    }
-                    TxParse::Packet(hdr, range) => (hdr, range),
-                };
-                let len = hdr.len as usize;
-                if hdr.op == OP_RW && len > 0 {
-                    // Data for the connection being batched joins the batch; anything else
-                    // goes after it.
-                    let token = self.muxer.token_of(&hdr);
-                    if self.batch.token.is_some()
-                        && (self.batch.token != token || !self.batch.has_room(range.len(), len))
-                    {
-                        self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
-                    }
-                    if let Some(token) = self.muxer.accept_direct(&hdr) {
-                        self.batch.token = Some(token);
-                        self.batch.bytes +=
-                            self.tx_iovs.sub(range, HDR_LEN, len, &mut self.batch.iovs);
-                        self.batch.heads.push(head);
-                        continue;
-                    }
+                TxParse::Packet(hdr, range) => (hdr, range),
+            };
+            let len = hdr.len as usize;
+            if hdr.op == OP_RW && len > 0 {
+                // Data for the connection being batched joins the batch; anything else goes
+                // after it.
+                let token = muxer.token_of(&hdr);
+                if batch.token.is_some()
+                    && (batch.token != token || !batch.has_room(range.len(), len))
+                {
+                    batch.flush(muxer, tx, mem)?;
                 }
-                self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
-                self.payload.clear();
-                self.tx_iovs.sub(range, HDR_LEN, len, &mut self.payload);
-                self.muxer
-                    .guest_packet(&hdr, &self.payload, 0..self.payload.len(), now);
-                self.payload.clear();
-                a.tx.add_used(&a.mem, head, 0)?;
+                if let Some(token) = muxer.accept_direct(&hdr) {
+                    batch.token = Some(token);
+                    batch.bytes += iovs.sub(range, HDR_LEN, len, &mut batch.iovs);
+                    batch.heads.push(head);
+                    return Ok(Served::kept(len as u64));
+                }
             }
-            self.batch.flush(&mut self.muxer, &mut a.tx, &a.mem)?;
-            self.tx_iovs.clear();
-            // With EVENT_IDX, re-enabling notifications tells whether the driver raced us with
-            // more packets; without it, one pass is enough (the driver always notifies).
-            if !event_idx || !a.tx.enable_notification(&a.mem)? {
-                return Ok(false);
-            }
-        }
+            batch.flush(muxer, tx, mem)?;
+            payload.clear();
+            iovs.sub(range, HDR_LEN, len, payload);
+            muxer.guest_packet(&hdr, payload, 0..payload.len(), now);
+            payload.clear();
+            Ok(Served::used(0, len as u64))
+        });
+        self.tx_iovs.clear();
+        let pass = pass?;
+        self.batch.flush(&mut self.muxer, &mut a.tx, mem)?;
+        Ok(pass.more)
     }
 
     /// Interrupts the driver once for everything put in the used rings since the last call, if

@@ -1031,7 +1031,7 @@ fn a_full_tx_queue_is_served_a_budget_per_turn_and_the_device_comes_back_for_the
     let mut h = Harness::new("tx-budget");
     h.qsize = QUEUE_SIZE;
     h.activate(false);
-    let n = super::device::TX_BUDGET + 10;
+    let n = super::device::TX_BUDGET.chains + 10;
     for port in 0..n as u32 {
         let hdr = h.hdr(OP_RST, 5000 + port, 6000);
         h.queue_tx(hdr, &[]);
@@ -1045,7 +1045,7 @@ fn a_full_tx_queue_is_served_a_budget_per_turn_and_the_device_comes_back_for_the
     h.kick(TX_QUEUE);
     let rest = h.tx_used();
     // Assert
-    assert_eq!(first.len(), super::device::TX_BUDGET);
+    assert_eq!(first.len(), super::device::TX_BUDGET.chains);
     assert!(
         rekicked,
         "the device did not kick itself for the packets left"
