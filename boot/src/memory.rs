@@ -1,23 +1,12 @@
 //! Guest RAM: where it sits in the guest physical address space, and its allocation.
 
-use std::io;
-use std::ptr::null_mut;
-
-use vm_memory::bitmap::{Bitmap, NewBitmap, WithBitmapSlice};
 use vm_memory::mmap::MmapRegionBuilder;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, GuestRegionMmap};
+use vm_memory::{GuestAddress, GuestRegionMmap};
 
 use crate::layout::{MMIO_GAP_END, MMIO_GAP_START};
 use crate::{Error, Result};
 
-/// Guest memory as the VMM maps it.
-pub type GuestMemory = vm_memory::GuestMemoryMmap<RamMapping>;
-
-/// Guest RAM ranges start on a huge-page boundary of the host too, so that where the host backs
-/// them with transparent huge pages KVM maps the guest 2 MiB at a time (it can only when guest and
-/// host addresses agree modulo 2 MiB). Measured in the test host (nested KVM): `vmctl boot -- true`
-/// 1.34 s -> 1.16 s.
-const HOST_ALIGN: usize = 2 << 20;
+pub use guest_memory::{host_regions, GuestMemory, RamMapping, HOST_ALIGN};
 
 /// The smallest guest the machine accepts: room for the boot structures and a tiny kernel.
 pub const MIN_MEMORY_MIB: u64 = 16;
@@ -72,7 +61,7 @@ impl RamLayout {
         for &(start, len) in &self.ranges {
             let len = usize::try_from(len).map_err(|e| fail(e.to_string()))?;
             let mapping = RamMapping::map_aligned(len).map_err(|e| fail(e.to_string()))?;
-            let addr = mapping.aligned;
+            let addr = mapping.aligned();
             // SAFETY: `addr..addr + len` lies inside the mapping `mapping` made, which stays
             // mapped until `mapping`, handed to the region below, is dropped with it.
             let region = unsafe {
@@ -89,94 +78,6 @@ impl RamLayout {
         }
         GuestMemory::from_regions(regions).map_err(|e| fail(e.to_string()))
     }
-}
-
-/// Owns a guest RAM mapping vmctl made itself, carried in the slot vm-memory keeps beside each
-/// region for a dirty-page bitmap. vm-memory unmaps only the mappings it makes (at addresses it
-/// cannot align), and this slot lives exactly as long as the region, so the mapping goes when the
-/// last clone of the guest memory does. It tracks no dirty pages. `Default` (what vm-memory's
-/// own allocations get, e.g. from `GuestMemory::from_ranges` in tests) owns nothing.
-#[derive(Debug, Default)]
-pub struct RamMapping {
-    /// The whole mapping: (address, length), if this owns one.
-    mapping: Option<(usize, usize)>,
-    /// Where the guest's range starts inside it.
-    aligned: usize,
-}
-
-impl RamMapping {
-    const FLAGS: i32 = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-
-    /// Maps `len` bytes of anonymous memory starting on a [`HOST_ALIGN`] boundary: maps
-    /// `HOST_ALIGN` more than asked and keeps the aligned part's start.
-    fn map_aligned(len: usize) -> io::Result<Self> {
-        let total = len
-            .checked_add(HOST_ALIGN)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
-        // SAFETY: a new private anonymous mapping at an address the kernel picks: no existing
-        // memory is affected.
-        let addr = unsafe {
-            libc::mmap(
-                null_mut(),
-                total,
-                libc::PROT_READ | libc::PROT_WRITE,
-                Self::FLAGS,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let addr = addr as usize;
-        Ok(RamMapping {
-            mapping: Some((addr, total)),
-            aligned: addr.next_multiple_of(HOST_ALIGN),
-        })
-    }
-}
-
-impl Drop for RamMapping {
-    fn drop(&mut self) {
-        if let Some((addr, len)) = self.mapping.take() {
-            // SAFETY: the mapping is ours (made in `map_aligned`) and its only user, the region
-            // this rides in, is being dropped.
-            unsafe { libc::munmap(addr as *mut libc::c_void, len) };
-        }
-    }
-}
-
-impl WithBitmapSlice<'_> for RamMapping {
-    type S = ();
-}
-
-impl Bitmap for RamMapping {
-    fn mark_dirty(&self, _offset: usize, _len: usize) {}
-
-    fn dirty_at(&self, _offset: usize) -> bool {
-        false
-    }
-
-    fn slice_at(&self, _offset: usize) {}
-}
-
-impl NewBitmap for RamMapping {
-    fn with_len(_len: usize) -> Self {
-        RamMapping::default()
-    }
-}
-
-/// Host address and size of each region, for registering them with KVM.
-pub fn host_regions(mem: &GuestMemory) -> Vec<(u64, u64, u64)> {
-    mem.iter()
-        .map(|r| {
-            // A region's own start is always inside it.
-            let host = r
-                .get_host_address(vm_memory::MemoryRegionAddress(0))
-                .map_or(0, |p| p as u64);
-            (r.start_addr().0, r.len(), host)
-        })
-        .collect()
 }
 
 #[cfg(test)]

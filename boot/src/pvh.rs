@@ -1,9 +1,12 @@
-//! The PVH boot protocol's `hvm_start_info`, its memory map and module list.
-//!
-//! Serialized by hand (little-endian, fixed offsets from xen/include/public/arch-x86/hvm/start_info.h)
-//! rather than through `unsafe` byte views of the structs.
+//! The PVH boot protocol's `hvm_start_info`, its memory map and module list, as linux-loader
+//! defines and writes them.
 
-use vm_memory::{Bytes, GuestAddress};
+use linux_loader::configurator::pvh::PvhBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+};
+use vm_memory::GuestAddress;
 
 use crate::layout::{CMDLINE_ADDR, PVH_INFO_ADDR};
 use crate::memory::{GuestMemory, RamLayout};
@@ -11,9 +14,10 @@ use crate::zeropage::{e820_ram, InitrdPlacement};
 use crate::{Error, Result};
 
 const XEN_HVM_START_MAGIC: u32 = 0x336E_C578;
-const START_INFO_SIZE: u64 = 56;
-const MODLIST_ENTRY_SIZE: u64 = 32;
-const MEMMAP_ENTRY_SIZE: u64 = 24;
+const START_INFO_SIZE: u64 = std::mem::size_of::<hvm_start_info>() as u64;
+const MODLIST_ENTRY_SIZE: u64 = std::mem::size_of::<hvm_modlist_entry>() as u64;
+#[cfg(test)]
+const MEMMAP_ENTRY_SIZE: u64 = std::mem::size_of::<hvm_memmap_table_entry>() as u64;
 const MEMMAP_TYPE_RAM: u32 = 1;
 
 /// Writes `hvm_start_info` at PVH_INFO_ADDR, then the module list (the initrd) and the memory map.
@@ -23,50 +27,48 @@ pub fn write_start_info(
     initrd: Option<InitrdPlacement>,
 ) -> Result<()> {
     let modlist_addr = PVH_INFO_ADDR + START_INFO_SIZE.next_multiple_of(16);
-    let nr_modules = u32::from(initrd.is_some());
-    let memmap_addr = modlist_addr + MODLIST_ENTRY_SIZE * u64::from(nr_modules);
-    let map = e820_ram(layout);
-
-    let mut info = Vec::with_capacity(START_INFO_SIZE as usize);
-    info.extend_from_slice(&XEN_HVM_START_MAGIC.to_le_bytes());
-    info.extend_from_slice(&1u32.to_le_bytes()); // version 1: has the memory map
-    info.extend_from_slice(&0u32.to_le_bytes()); // flags
-    info.extend_from_slice(&nr_modules.to_le_bytes());
-    info.extend_from_slice(&(if nr_modules > 0 { modlist_addr } else { 0 }).to_le_bytes());
-    info.extend_from_slice(&CMDLINE_ADDR.to_le_bytes());
-    info.extend_from_slice(&0u64.to_le_bytes()); // rsdp_paddr: no ACPI
-    info.extend_from_slice(&memmap_addr.to_le_bytes());
-    info.extend_from_slice(&(map.len() as u32).to_le_bytes());
-    info.extend_from_slice(&0u32.to_le_bytes());
-    write(mem, PVH_INFO_ADDR, &info)?;
-
-    if let Some(rd) = initrd {
-        let mut entry = Vec::with_capacity(MODLIST_ENTRY_SIZE as usize);
-        entry.extend_from_slice(&rd.addr.to_le_bytes());
-        entry.extend_from_slice(&rd.size.to_le_bytes());
-        entry.extend_from_slice(&0u64.to_le_bytes()); // the module's own command line: none
-        entry.extend_from_slice(&0u64.to_le_bytes());
-        write(mem, modlist_addr, &entry)?;
+    let modules: Vec<hvm_modlist_entry> = initrd
+        .iter()
+        .map(|rd| hvm_modlist_entry {
+            paddr: rd.addr,
+            size: rd.size,
+            ..Default::default() // the module's own command line: none
+        })
+        .collect();
+    let memmap_addr = modlist_addr + MODLIST_ENTRY_SIZE * modules.len() as u64;
+    let memmap: Vec<hvm_memmap_table_entry> = e820_ram(layout)
+        .into_iter()
+        .map(|(addr, size)| hvm_memmap_table_entry {
+            addr,
+            size,
+            type_: MEMMAP_TYPE_RAM,
+            reserved: 0,
+        })
+        .collect();
+    let info = hvm_start_info {
+        magic: XEN_HVM_START_MAGIC,
+        version: 1, // has the memory map
+        nr_modules: modules.len() as u32,
+        modlist_paddr: if modules.is_empty() { 0 } else { modlist_addr },
+        cmdline_paddr: CMDLINE_ADDR,
+        rsdp_paddr: 0, // no ACPI
+        memmap_paddr: memmap_addr,
+        memmap_entries: memmap.len() as u32,
+        ..Default::default()
+    };
+    let mut params = BootParams::new(&info, GuestAddress(PVH_INFO_ADDR));
+    params.set_sections(&memmap, GuestAddress(memmap_addr));
+    if !modules.is_empty() {
+        params.set_modules(&modules, GuestAddress(modlist_addr));
     }
-
-    let mut table = Vec::with_capacity(map.len() * MEMMAP_ENTRY_SIZE as usize);
-    for (addr, size) in map {
-        table.extend_from_slice(&addr.to_le_bytes());
-        table.extend_from_slice(&size.to_le_bytes());
-        table.extend_from_slice(&MEMMAP_TYPE_RAM.to_le_bytes());
-        table.extend_from_slice(&0u32.to_le_bytes());
-    }
-    write(mem, memmap_addr, &table)
-}
-
-fn write(mem: &GuestMemory, addr: u64, bytes: &[u8]) -> Result<()> {
-    mem.write_slice(bytes, GuestAddress(addr))
-        .map_err(|e| Error::guest_write(addr, e))
+    PvhBootConfigurator::write_bootparams(&params, mem)
+        .map_err(|e| Error::guest_write(PVH_INFO_ADDR, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vm_memory::Bytes;
 
     #[test]
     fn start_info_points_at_cmdline_modules_and_memmap() {

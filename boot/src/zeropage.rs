@@ -1,6 +1,8 @@
 //! The Linux zero page (`struct boot_params`), its e820 map, and the command line.
 
 use linux_loader::bootparam::{boot_e820_entry, boot_params, setup_header};
+use linux_loader::configurator::linux::LinuxBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::layout::{CMDLINE_ADDR, CMDLINE_MAX, HIMEM_START, LOW_RAM_END, ZERO_PAGE_ADDR};
@@ -84,7 +86,8 @@ pub fn write_zero_page(
         };
     }
     params.e820_entries = map.len().min(params.e820_table.len()) as u8;
-    mem.write_obj(params, GuestAddress(ZERO_PAGE_ADDR))
+    let params = BootParams::new(&params, GuestAddress(ZERO_PAGE_ADDR));
+    LinuxBootConfigurator::write_bootparams(&params, mem)
         .map_err(|e| Error::guest_write(ZERO_PAGE_ADDR, e))
 }
 

@@ -8,10 +8,12 @@ use devices::bus::lock;
 use devices::console_out::ConsoleOut;
 use devices::serial::SerialDevice;
 use devices::{StopReason, StopSignal, Timeline};
-use event_manager::EventManager;
+use event_manager::{EventManager, MutEventSubscriber};
 
 use crate::control::VcpuControl;
-use crate::vm::{describe, Subscriber};
+
+/// A device backend (or console input) the event loop serves.
+pub(crate) type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
 /// At the end, how long the console's last output may go without a write completing before the
 /// rest is dropped: a reader this slow has stalled, and the VM's end must not wait on it.
@@ -48,5 +50,16 @@ impl EventLoop {
         drop(self.events);
         self.control.finish();
         reason
+    }
+}
+
+/// A short description of why the VM stopped, for the timeline.
+pub fn describe(reason: &StopReason) -> String {
+    match reason {
+        StopReason::ExitStatus(s) => format!("status {s}"),
+        StopReason::Reset => "reset".into(),
+        StopReason::Shutdown => "shutdown".into(),
+        StopReason::Failed(_) => "vmm error".into(),
+        StopReason::UserQuit => "quit by the user".into(),
     }
 }

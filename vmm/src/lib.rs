@@ -26,7 +26,8 @@ pub use devices::virtio::{
 };
 pub use devices::{StopReason, StopSignal, Timeline};
 pub use error::{Error, Result};
+pub use event_loop::describe;
 pub use handle::{VmHandle, VmState, PAUSE_TIMEOUT};
 pub use stats::{VcpuStats, VmStats};
 pub use virtio::AttachedDevice;
-pub use vm::{describe, run, RunningVm, Vm};
+pub use vm::{run, RunningVm, Vm};

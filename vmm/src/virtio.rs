@@ -21,7 +21,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{IoEventAddress, VmFd};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::vm::Subscriber;
+use crate::event_loop::Subscriber;
 use crate::{DeviceConfig, Error, Result};
 
 /// A virtio device attached to the VM, with the handles the VM keeps for its whole life.

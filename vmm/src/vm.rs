@@ -8,19 +8,17 @@ use boot::RamLayout;
 use devices::console_out::{console_out, ConsoleOut, ConsoleWriter};
 use devices::serial::SerialDevice;
 use devices::{StopReason, Timeline};
-use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use event_manager::{EventManager, SubscriberOps};
 
 use crate::config::{validate, MAX_VCPUS};
 use crate::console::{ConsoleInput, StopWatcher};
 use crate::control::VcpuControl;
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, Subscriber};
 use crate::handle::VmHandle;
 use crate::stats::VcpuCounters;
 use crate::vcpu::Vcpu;
 use crate::virtio::{AttachedDevice, VirtioSlots};
 use crate::{kick, kvm, machine, Error, Result, VmConfig};
-
-pub(crate) type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
 /// vCPU threads need little stack: they serve exits, nothing recursive.
 const VCPU_STACK: usize = 256 << 10;
@@ -309,15 +307,4 @@ impl Drop for RunningVm {
 /// Builds the VM described by `config`, runs it until it stops, and says why it stopped.
 pub fn run(config: VmConfig) -> Result<StopReason> {
     Vm::build(config)?.start()?.wait()
-}
-
-/// A short description of why the VM stopped, for the timeline.
-pub fn describe(reason: &StopReason) -> String {
-    match reason {
-        StopReason::ExitStatus(s) => format!("status {s}"),
-        StopReason::Reset => "reset".into(),
-        StopReason::Shutdown => "shutdown".into(),
-        StopReason::Failed(_) => "vmm error".into(),
-        StopReason::UserQuit => "quit by the user".into(),
-    }
 }

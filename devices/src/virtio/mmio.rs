@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use virtio_bindings::virtio_mmio as mmio;
 use virtio_queue::{Queue, QueueT};
 
 use super::{
@@ -10,33 +11,33 @@ use super::{
 };
 use crate::bus::{lock, BusDevice};
 
-const MAGIC_VALUE: u64 = 0x000;
-const VERSION: u64 = 0x004;
-const DEVICE_ID: u64 = 0x008;
-const VENDOR_ID: u64 = 0x00c;
-const DEVICE_FEATURES: u64 = 0x010;
-const DEVICE_FEATURES_SEL: u64 = 0x014;
-const DRIVER_FEATURES: u64 = 0x020;
-const DRIVER_FEATURES_SEL: u64 = 0x024;
-const QUEUE_SEL: u64 = 0x030;
-const QUEUE_NUM_MAX: u64 = 0x034;
-const QUEUE_NUM: u64 = 0x038;
-const QUEUE_READY: u64 = 0x044;
-const QUEUE_NOTIFY: u64 = 0x050;
-const INTERRUPT_STATUS: u64 = 0x060;
-const INTERRUPT_ACK: u64 = 0x064;
-const STATUS: u64 = 0x070;
-const QUEUE_DESC_LOW: u64 = 0x080;
-const QUEUE_DESC_HIGH: u64 = 0x084;
-const QUEUE_AVAIL_LOW: u64 = 0x090;
-const QUEUE_AVAIL_HIGH: u64 = 0x094;
-const QUEUE_USED_LOW: u64 = 0x0a0;
-const QUEUE_USED_HIGH: u64 = 0x0a4;
-const SHM_SEL: u64 = 0x0ac;
-const SHM_LEN_LOW: u64 = 0x0b0;
-const SHM_BASE_HIGH: u64 = 0x0bc;
-const CONFIG_GENERATION: u64 = 0x0fc;
-const CONFIG: u64 = 0x100;
+const MAGIC_VALUE: u64 = mmio::VIRTIO_MMIO_MAGIC_VALUE as u64;
+const VERSION: u64 = mmio::VIRTIO_MMIO_VERSION as u64;
+const DEVICE_ID: u64 = mmio::VIRTIO_MMIO_DEVICE_ID as u64;
+const VENDOR_ID: u64 = mmio::VIRTIO_MMIO_VENDOR_ID as u64;
+const DEVICE_FEATURES: u64 = mmio::VIRTIO_MMIO_DEVICE_FEATURES as u64;
+const DEVICE_FEATURES_SEL: u64 = mmio::VIRTIO_MMIO_DEVICE_FEATURES_SEL as u64;
+const DRIVER_FEATURES: u64 = mmio::VIRTIO_MMIO_DRIVER_FEATURES as u64;
+const DRIVER_FEATURES_SEL: u64 = mmio::VIRTIO_MMIO_DRIVER_FEATURES_SEL as u64;
+const QUEUE_SEL: u64 = mmio::VIRTIO_MMIO_QUEUE_SEL as u64;
+const QUEUE_NUM_MAX: u64 = mmio::VIRTIO_MMIO_QUEUE_NUM_MAX as u64;
+const QUEUE_NUM: u64 = mmio::VIRTIO_MMIO_QUEUE_NUM as u64;
+const QUEUE_READY: u64 = mmio::VIRTIO_MMIO_QUEUE_READY as u64;
+const QUEUE_NOTIFY: u64 = mmio::VIRTIO_MMIO_QUEUE_NOTIFY as u64;
+const INTERRUPT_STATUS: u64 = mmio::VIRTIO_MMIO_INTERRUPT_STATUS as u64;
+const INTERRUPT_ACK: u64 = mmio::VIRTIO_MMIO_INTERRUPT_ACK as u64;
+const STATUS: u64 = mmio::VIRTIO_MMIO_STATUS as u64;
+const QUEUE_DESC_LOW: u64 = mmio::VIRTIO_MMIO_QUEUE_DESC_LOW as u64;
+const QUEUE_DESC_HIGH: u64 = mmio::VIRTIO_MMIO_QUEUE_DESC_HIGH as u64;
+const QUEUE_AVAIL_LOW: u64 = mmio::VIRTIO_MMIO_QUEUE_AVAIL_LOW as u64;
+const QUEUE_AVAIL_HIGH: u64 = mmio::VIRTIO_MMIO_QUEUE_AVAIL_HIGH as u64;
+const QUEUE_USED_LOW: u64 = mmio::VIRTIO_MMIO_QUEUE_USED_LOW as u64;
+const QUEUE_USED_HIGH: u64 = mmio::VIRTIO_MMIO_QUEUE_USED_HIGH as u64;
+const SHM_SEL: u64 = mmio::VIRTIO_MMIO_SHM_SEL as u64;
+const SHM_LEN_LOW: u64 = mmio::VIRTIO_MMIO_SHM_LEN_LOW as u64;
+const SHM_BASE_HIGH: u64 = mmio::VIRTIO_MMIO_SHM_BASE_HIGH as u64;
+const CONFIG_GENERATION: u64 = mmio::VIRTIO_MMIO_CONFIG_GENERATION as u64;
+const CONFIG: u64 = mmio::VIRTIO_MMIO_CONFIG as u64;
 
 /// Offset of QueueNotify: the VMM registers one ioeventfd per queue here, matching the index.
 pub const NOTIFY_OFFSET: u64 = QUEUE_NOTIFY;
@@ -45,13 +46,15 @@ const MMIO_MAGIC: u32 = 0x7472_6976; // "virt"
 const MMIO_VERSION: u32 = 2;
 const VENDOR: u32 = 0x4c54_4d56; // "VMTL"
 
+/// Device status bits (virtio 1.2, 2.1).
 pub mod status {
-    pub const ACKNOWLEDGE: u32 = 1;
-    pub const DRIVER: u32 = 2;
-    pub const DRIVER_OK: u32 = 4;
-    pub const FEATURES_OK: u32 = 8;
-    pub const NEEDS_RESET: u32 = 64;
-    pub const FAILED: u32 = 128;
+    use virtio_bindings::virtio_config as config;
+    pub const ACKNOWLEDGE: u32 = config::VIRTIO_CONFIG_S_ACKNOWLEDGE;
+    pub const DRIVER: u32 = config::VIRTIO_CONFIG_S_DRIVER;
+    pub const DRIVER_OK: u32 = config::VIRTIO_CONFIG_S_DRIVER_OK;
+    pub const FEATURES_OK: u32 = config::VIRTIO_CONFIG_S_FEATURES_OK;
+    pub const NEEDS_RESET: u32 = config::VIRTIO_CONFIG_S_NEEDS_RESET;
+    pub const FAILED: u32 = config::VIRTIO_CONFIG_S_FAILED;
 }
 use status::*;
 

@@ -20,23 +20,25 @@ pub mod vsock;
 pub use device::{ActivateError, QueueContext, VirtioDevice};
 pub use interrupt::Interrupt;
 pub use mmio::MmioTransport;
+use virtio_bindings::{virtio_config, virtio_ring};
 
 /// Guest memory as devices see it.
-pub type GuestMemoryMmap = boot::GuestMemory;
+pub type GuestMemoryMmap = guest_memory::GuestMemory;
 
 /// The device follows virtio 1.x (mandatory for MMIO version 2).
-pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+pub const VIRTIO_F_VERSION_1: u64 = 1 << virtio_config::VIRTIO_F_VERSION_1;
 /// The driver may use indirect descriptor tables.
-pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
+pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 /// used_event / avail_event notification suppression.
-pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
+pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 
 /// Device IDs (virtio 1.2, section 5).
 pub mod device_type {
-    pub const NET: u32 = 1;
-    pub const BLOCK: u32 = 2;
-    pub const VSOCK: u32 = 19;
-    pub const PMEM: u32 = 27;
+    use virtio_bindings::virtio_ids as ids;
+    pub const NET: u32 = ids::VIRTIO_ID_NET;
+    pub const BLOCK: u32 = ids::VIRTIO_ID_BLOCK;
+    pub const VSOCK: u32 = ids::VIRTIO_ID_VSOCK;
+    pub const PMEM: u32 = ids::VIRTIO_ID_PMEM;
 }
 
 /// Copies the part of `config` at `offset` into `data`; bytes past the end read as zero.

@@ -56,11 +56,12 @@ const DISCARD_ALIGNMENT: u32 = 8;
 
 /// Feature bits (virtio 1.2, 5.2.3).
 pub mod features {
-    pub const SIZE_MAX: u64 = 1 << 1;
-    pub const SEG_MAX: u64 = 1 << 2;
-    pub const RO: u64 = 1 << 5;
-    pub const BLK_SIZE: u64 = 1 << 6;
-    pub const FLUSH: u64 = 1 << 9;
-    pub const DISCARD: u64 = 1 << 13;
-    pub const WRITE_ZEROES: u64 = 1 << 14;
+    use virtio_bindings::virtio_blk as blk;
+    pub const SIZE_MAX: u64 = 1 << blk::VIRTIO_BLK_F_SIZE_MAX;
+    pub const SEG_MAX: u64 = 1 << blk::VIRTIO_BLK_F_SEG_MAX;
+    pub const RO: u64 = 1 << blk::VIRTIO_BLK_F_RO;
+    pub const BLK_SIZE: u64 = 1 << blk::VIRTIO_BLK_F_BLK_SIZE;
+    pub const FLUSH: u64 = 1 << blk::VIRTIO_BLK_F_FLUSH;
+    pub const DISCARD: u64 = 1 << blk::VIRTIO_BLK_F_DISCARD;
+    pub const WRITE_ZEROES: u64 = 1 << blk::VIRTIO_BLK_F_WRITE_ZEROES;
 }

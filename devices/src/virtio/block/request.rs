@@ -17,19 +17,21 @@ use crate::virtio::GuestMemoryMmap;
 
 /// Request types (virtio 1.2, 5.2.6).
 pub mod kind {
-    pub const IN: u32 = 0;
-    pub const OUT: u32 = 1;
-    pub const FLUSH: u32 = 4;
-    pub const GET_ID: u32 = 8;
-    pub const DISCARD: u32 = 11;
-    pub const WRITE_ZEROES: u32 = 13;
+    use virtio_bindings::virtio_blk as blk;
+    pub const IN: u32 = blk::VIRTIO_BLK_T_IN;
+    pub const OUT: u32 = blk::VIRTIO_BLK_T_OUT;
+    pub const FLUSH: u32 = blk::VIRTIO_BLK_T_FLUSH;
+    pub const GET_ID: u32 = blk::VIRTIO_BLK_T_GET_ID;
+    pub const DISCARD: u32 = blk::VIRTIO_BLK_T_DISCARD;
+    pub const WRITE_ZEROES: u32 = blk::VIRTIO_BLK_T_WRITE_ZEROES;
 }
 
 /// Status byte values.
 pub mod status {
-    pub const OK: u8 = 0;
-    pub const IOERR: u8 = 1;
-    pub const UNSUPP: u8 = 2;
+    use virtio_bindings::virtio_blk as blk;
+    pub const OK: u8 = blk::VIRTIO_BLK_S_OK as u8;
+    pub const IOERR: u8 = blk::VIRTIO_BLK_S_IOERR as u8;
+    pub const UNSUPP: u8 = blk::VIRTIO_BLK_S_UNSUPP as u8;
 }
 
 /// `struct virtio_blk_outhdr`.

@@ -1,18 +1,17 @@
 //! The virtio-net device: configuration space, features, activation and reset.
 
-use std::sync::Arc;
-
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::QueueT;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::active::{Active, Stats};
 use super::features::*;
-use super::rx::RxBuffers;
+use super::rx_buffers::RxBuffers;
 use super::tap::{Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_UFO};
 use super::{NetConfig, QUEUE_SIZE, RX, STATUS_LINK_UP, TX};
 use crate::virtio::iovec::{IoVecs, IOV_MAX};
 use crate::virtio::{
-    device_type, read_config_bytes, ActivateError, GuestMemoryMmap, Interrupt, QueueContext,
-    VirtioDevice, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+    device_type, read_config_bytes, ActivateError, QueueContext, VirtioDevice,
+    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::{Error, Result};
 
@@ -30,48 +29,6 @@ const OFFERED: u64 = CSUM
     | STATUS
     | VIRTIO_RING_F_EVENT_IDX
     | VIRTIO_RING_F_INDIRECT_DESC;
-
-/// Counters, for tests and debugging.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    pub rx_frames: u64,
-    pub rx_bytes: u64,
-    /// Frames the tap had for the guest that could not be delivered.
-    pub rx_dropped: u64,
-    pub tx_frames: u64,
-    pub tx_bytes: u64,
-    /// Guest frames refused (bad chain or header) or refused by the tap.
-    pub tx_dropped: u64,
-    /// Chains refused for their shape (direction, addresses, lengths).
-    pub bad_chains: u64,
-}
-
-/// The state of an activated device.
-pub(super) struct Active {
-    pub mem: GuestMemoryMmap,
-    pub rx_queue: Queue,
-    pub tx_queue: Queue,
-    pub interrupt: Arc<Interrupt>,
-    pub acked: u64,
-    /// Receive buffers taken from the rx queue, not yet used.
-    pub rx: RxBuffers,
-    /// Scratch list for the frame being transmitted.
-    pub tx_iov: IoVecs,
-    /// The driver broke a queue: the device waits for a reset.
-    pub broken: bool,
-}
-
-impl Active {
-    pub fn mrg_rxbuf(&self) -> bool {
-        self.acked & MRG_RXBUF != 0
-    }
-
-    /// The driver broke a queue: stop and ask for a reset.
-    pub fn fail(&mut self) {
-        self.broken = true;
-        self.interrupt.fail_device();
-    }
-}
 
 pub struct Net {
     pub(super) tap: Tap,

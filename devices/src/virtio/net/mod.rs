@@ -9,9 +9,13 @@
 //! (IFF_VNET_HDR with TUNSETVNETHDRSZ 12), so both directions move data with one `readv`/`writev`
 //! straight between the tap and guest memory.
 
+use virtio_bindings::virtio_net;
+
+mod active;
 mod device;
 mod event_handler;
 mod rx;
+mod rx_buffers;
 mod tap;
 mod tx;
 
@@ -30,17 +34,18 @@ pub struct NetConfig {
 
 /// Feature bits (virtio 1.2, section 5.1.3).
 pub mod features {
-    pub const CSUM: u64 = 1 << 0;
-    pub const GUEST_CSUM: u64 = 1 << 1;
-    pub const MAC: u64 = 1 << 5;
-    pub const GUEST_TSO4: u64 = 1 << 7;
-    pub const GUEST_TSO6: u64 = 1 << 8;
-    pub const GUEST_UFO: u64 = 1 << 10;
-    pub const HOST_TSO4: u64 = 1 << 11;
-    pub const HOST_TSO6: u64 = 1 << 12;
-    pub const HOST_UFO: u64 = 1 << 14;
-    pub const MRG_RXBUF: u64 = 1 << 15;
-    pub const STATUS: u64 = 1 << 16;
+    use virtio_bindings::virtio_net as net;
+    pub const CSUM: u64 = 1 << net::VIRTIO_NET_F_CSUM;
+    pub const GUEST_CSUM: u64 = 1 << net::VIRTIO_NET_F_GUEST_CSUM;
+    pub const MAC: u64 = 1 << net::VIRTIO_NET_F_MAC;
+    pub const GUEST_TSO4: u64 = 1 << net::VIRTIO_NET_F_GUEST_TSO4;
+    pub const GUEST_TSO6: u64 = 1 << net::VIRTIO_NET_F_GUEST_TSO6;
+    pub const GUEST_UFO: u64 = 1 << net::VIRTIO_NET_F_GUEST_UFO;
+    pub const HOST_TSO4: u64 = 1 << net::VIRTIO_NET_F_HOST_TSO4;
+    pub const HOST_TSO6: u64 = 1 << net::VIRTIO_NET_F_HOST_TSO6;
+    pub const HOST_UFO: u64 = 1 << net::VIRTIO_NET_F_HOST_UFO;
+    pub const MRG_RXBUF: u64 = 1 << net::VIRTIO_NET_F_MRG_RXBUF;
+    pub const STATUS: u64 = 1 << net::VIRTIO_NET_F_STATUS;
 }
 
 /// `struct virtio_net_hdr_v1`: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset,
@@ -58,12 +63,11 @@ const RX: usize = 0;
 const TX: usize = 1;
 const QUEUE_SIZE: u16 = 256;
 
-/// `VIRTIO_NET_S_LINK_UP`.
-const STATUS_LINK_UP: u16 = 1;
+const STATUS_LINK_UP: u16 = virtio_net::VIRTIO_NET_S_LINK_UP as u16;
 
 /// Header flags and GSO types (virtio 1.2, section 5.1.6).
-const HDR_F_NEEDS_CSUM: u8 = 1;
-const GSO_NONE: u8 = 0;
-const GSO_TCPV4: u8 = 1;
-const GSO_UDP: u8 = 3;
-const GSO_TCPV6: u8 = 4;
+const HDR_F_NEEDS_CSUM: u8 = virtio_net::VIRTIO_NET_HDR_F_NEEDS_CSUM as u8;
+const GSO_NONE: u8 = virtio_net::VIRTIO_NET_HDR_GSO_NONE as u8;
+const GSO_TCPV4: u8 = virtio_net::VIRTIO_NET_HDR_GSO_TCPV4 as u8;
+const GSO_UDP: u8 = virtio_net::VIRTIO_NET_HDR_GSO_UDP as u8;
+const GSO_TCPV6: u8 = virtio_net::VIRTIO_NET_HDR_GSO_TCPV6 as u8;

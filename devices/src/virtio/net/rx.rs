@@ -6,36 +6,18 @@
 //! the next frame), without it into one buffer. The device then writes `num_buffers` into the
 //! header and returns the buffers it filled as used.
 
-use std::collections::VecDeque;
 use std::io;
 
 use virtio_queue::{QueueOwnedT, QueueT};
 
-use super::device::{Active, Stats};
+use super::active::{Active, Stats};
+use super::rx_buffers::RxChain;
 use super::tap::Tap;
 use super::{HDR_LEN, MAX_BUFFER, NUM_BUFFERS_OFFSET};
-use crate::virtio::iovec::{IoVecs, Overflow, IOV_MAX};
+use crate::virtio::iovec::{Overflow, IOV_MAX};
 
 /// Frames received in one pass before the event loop gets a turn (and the guest an interrupt).
 const RX_BATCH: usize = 64;
-
-/// One receive buffer (a descriptor chain) taken from the rx queue.
-struct RxChain {
-    head: u16,
-    /// Number of iovecs it has in `RxBuffers::iov`.
-    iovs: usize,
-    /// Bytes it holds (at most `MAX_BUFFER`).
-    len: usize,
-}
-
-/// Receive buffers taken from the rx queue and not yet used, in queue order.
-pub struct RxBuffers {
-    chains: VecDeque<RxChain>,
-    /// The iovecs of all chains, concatenated in order.
-    iov: IoVecs,
-    /// Bytes in all chains.
-    capacity: usize,
-}
 
 /// Why a receive pass stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,43 +31,6 @@ pub enum RxStop {
     TapError,
     /// The driver broke the rx queue: the device needs a reset.
     Broken,
-}
-
-impl RxBuffers {
-    pub fn new() -> Self {
-        RxBuffers {
-            chains: VecDeque::with_capacity(usize::from(super::QUEUE_SIZE)),
-            iov: IoVecs::with_capacity(IOV_MAX),
-            capacity: 0,
-        }
-    }
-
-    /// Enough buffers to receive any frame.
-    fn ready(&self, mrg: bool) -> bool {
-        if mrg {
-            self.capacity >= MAX_BUFFER
-        } else {
-            !self.chains.is_empty()
-        }
-    }
-
-    /// The leading chains that together can take a largest frame (or the first chain only,
-    /// without mergeable buffers): (number of chains, number of iovecs).
-    fn span(&self, mrg: bool) -> (usize, usize) {
-        let (mut chains, mut iovs, mut bytes) = (0, 0, 0);
-        for c in &self.chains {
-            if iovs + c.iovs > IOV_MAX {
-                break;
-            }
-            chains += 1;
-            iovs += c.iovs;
-            bytes += c.len;
-            if !mrg || bytes >= MAX_BUFFER {
-                break;
-            }
-        }
-        (chains, iovs)
-    }
 }
 
 impl Active {

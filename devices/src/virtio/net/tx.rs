@@ -4,7 +4,7 @@
 //! memory, shorter than a header, longer than the largest frame) or whose header asks for an
 //! offload the driver did not negotiate is dropped: it is returned as used and nothing is sent.
 
-use super::device::{Active, Stats};
+use super::active::{Active, Stats};
 use super::features::{CSUM, HOST_TSO4, HOST_TSO6, HOST_UFO};
 use super::tap::Tap;
 use super::{GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP, HDR_F_NEEDS_CSUM, HDR_LEN, MAX_BUFFER};
