@@ -381,7 +381,8 @@ fn sigterm_ends_a_vm_of_8_spinning_vcpus_quickly_with_128_plus_15() {
 
 #[test]
 fn a_guest_flooding_console_and_markers_at_a_stalled_reader_stays_stoppable_and_bounded() {
-    // Arrange: stdout is a pipe this test never reads, so the console's reader stalls at once.
+    // Arrange: the test reads the first 8 KiB of the console (whole lines, in order: each
+    // `rep outsb` is split into its bytes), then stops reading, so the console's reader stalls.
     skip_if!(kvm_unusable());
     let mut child = Command::new(vmctl())
         .args(["boot", "--timings", "--kernel"])
@@ -391,6 +392,15 @@ fn a_guest_flooding_console_and_markers_at_a_stalled_reader_stays_stoppable_and_
         .stderr(Stdio::piped())
         .spawn()
         .expect("vmctl starts");
+    let mut first = vec![0u8; 8192];
+    let read = child
+        .stdout
+        .as_mut()
+        .expect("piped stdout")
+        .read_exact(&mut first);
+    let line = "flood: 64 bytes of console text, sent 4 KiB at a time .........\n";
+    assert!(read.is_ok(), "the console ended early: {read:?}");
+    assert_eq!(String::from_utf8_lossy(&first), line.repeat(128));
     std::thread::sleep(Duration::from_secs(2));
     let rss_kib = |pid: u32| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

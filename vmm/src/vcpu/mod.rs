@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use boot::{cpuid, lapic, msrs, regs, EntryPoint, GuestMemory};
 use devices::{Bus, StopReason, StopSignal, Timeline};
 use kvm_bindings::{
-    CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+    kvm_run, CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use seccompiler::BpfProgram;
@@ -65,7 +65,8 @@ impl Vcpu {
     pub fn run(mut self) {
         // Kicks set this vCPU's immediate_exit from now on; the guard clears the pointer before
         // `self` (and the kvm_run mapping with it) goes at the end of this function.
-        let kick = KickTarget::set(self.fd.get_kvm_run());
+        let run: *mut kvm_run = self.fd.get_kvm_run();
+        let kick = KickTarget::set(run);
         let control = self.control.clone();
         let me = control.register(usize::from(self.index));
         if let Err(e) = seccomp::install(&self.seccomp) {
@@ -97,15 +98,16 @@ impl Vcpu {
             if self.stop.is_stopping() {
                 break;
             }
-            if let Some(reason) = self.run_once() {
+            if let Some(reason) = self.run_once(run) {
                 self.stop.stop(reason);
                 break;
             }
         }
     }
 
-    /// Runs the vCPU until its next exit and serves it; `Some` when the VM must stop.
-    fn run_once(&mut self) -> Option<StopReason> {
+    /// Runs the vCPU until its next exit and serves it; `Some` when the VM must stop. `run` is
+    /// this vCPU's `kvm_run`, for what kvm-ioctls's exit leaves out.
+    fn run_once(&mut self, run: *const kvm_run) -> Option<StopReason> {
         let index = self.index;
         let fail = |what: String| Some(StopReason::Failed(format!("vcpu {index}: {what}")));
         let exit = match self.fd.run() {
@@ -121,12 +123,18 @@ impl Vcpu {
         };
         self.counters.count(kind);
         match exit {
+            // A string instruction (`rep insb`, `rep outsb`) comes as one exit with `count`
+            // accesses of `size` bytes each, which the device sees one by one.
             VcpuExit::IoIn(port, data) => {
-                self.pio.read(u64::from(port), data);
+                for access in data.chunks_mut(io_size(run)) {
+                    self.pio.read(u64::from(port), access);
+                }
                 None
             }
             VcpuExit::IoOut(port, data) => {
-                self.pio.write(u64::from(port), data);
+                for access in data.chunks(io_size(run)) {
+                    self.pio.write(u64::from(port), access);
+                }
                 None
             }
             VcpuExit::MmioRead(addr, data) => {
@@ -165,4 +173,13 @@ impl Vcpu {
 /// The MMIO bus for one access; a poisoned lock still holds a usable bus.
 fn read_bus(bus: &RwLock<Bus>) -> std::sync::RwLockReadGuard<'_, Bus> {
     bus.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The size of each access of the port I/O exit in `run` (1, 2 or 4 bytes).
+fn io_size(run: *const kvm_run) -> usize {
+    // SAFETY: `run` is this vCPU's kvm_run mapping, live for the thread's whole loop; the exit
+    // was KVM_EXIT_IO, so the `io` member of the union is the one KVM filled. Only the header is
+    // read, not the data area the exit's slice refers to.
+    let size = unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size).read() };
+    usize::from(size).clamp(1, 4)
 }
