@@ -71,8 +71,16 @@ impl Block {
             ),
             source,
         })?;
+        let path = disk.path().to_path_buf();
+        let handler = Handler::new(disk, serial, discard).map_err(|source| Error::Io {
+            what: format!(
+                "virtio-blk {}: cannot start its I/O threads",
+                path.display()
+            ),
+            source,
+        })?;
         Ok(Block {
-            handler: Handler::new(disk, serial, discard),
+            handler,
             features,
             config,
             queue_events: [queue_event],
@@ -154,6 +162,8 @@ impl VirtioDevice for Block {
     }
 
     fn reset(&mut self) {
+        // The driver takes its buffers back: no worker may write them after this returns.
+        self.handler.quiesce();
         self.active = None;
     }
 }

@@ -6,6 +6,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{SECTOR_SHIFT, SECTOR_SIZE};
 use crate::virtio::iovec::IOV_MAX;
@@ -20,7 +21,7 @@ pub struct Disk {
     /// `fallocate(PUNCH_HOLE)` works here (probed at open): DISCARD and WRITE_ZEROES are offered.
     can_punch: bool,
     /// `fallocate(ZERO_RANGE)` has not failed with "not supported" yet.
-    can_zero_range: bool,
+    can_zero_range: AtomicBool,
 }
 
 impl Disk {
@@ -74,7 +75,7 @@ impl Disk {
             sectors,
             read_only,
             can_punch,
-            can_zero_range: true,
+            can_zero_range: AtomicBool::new(true),
         })
     }
 
@@ -177,14 +178,16 @@ impl Disk {
     /// `fallocate(ZERO_RANGE)` where the file system has it; otherwise a punched hole (reads as
     /// zeroes), allocated again unless `may_unmap` (as QEMU does). Never writes the zeroes
     /// themselves: a request costs metadata work, not a copy of its size.
-    pub fn write_zeroes(&mut self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()> {
-        if self.can_zero_range {
+    pub fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()> {
+        if self.can_zero_range.load(Ordering::Relaxed) {
             match self.fallocate(
                 libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
                 offset,
                 len,
             ) {
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.can_zero_range = false,
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.can_zero_range.store(false, Ordering::Relaxed)
+                }
                 other => return other,
             }
         }
@@ -316,12 +319,13 @@ mod tests {
         let path = std::env::temp_dir().join(format!("vmctl-blk-wz-{}.img", std::process::id()));
         std::fs::write(&path, vec![0xEEu8; 256 << 10]).unwrap();
         File::open(&path).unwrap().sync_all().unwrap();
-        let mut disk = Disk::open(&path, false).unwrap();
+        let disk = Disk::open(&path, false).unwrap();
         if !disk.can_punch() {
             let _ = std::fs::remove_file(&path);
-            return; // the temporary directory's file system cannot punch holes
+            test_skip::report("the temporary directory's file system cannot punch holes");
+            return;
         }
-        disk.can_zero_range = false;
+        disk.can_zero_range.store(false, Ordering::Relaxed);
         let blocks = || std::fs::metadata(&path).unwrap().blocks();
         let full = blocks();
         // Without unmap: zeroes, still allocated.

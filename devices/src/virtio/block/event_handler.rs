@@ -1,10 +1,13 @@
-//! The event-loop side: the queue's notification eventfd, and serving the queue.
+//! The event-loop side: the queue's notification eventfd (requests to start) and the I/O
+//! workers' completion eventfd (requests to answer).
 
 use std::os::unix::io::AsRawFd;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+use virtio_queue::QueueT;
 
 use super::device::{Active, Block};
+use super::request::Started;
 use crate::virtio::queue::{drain, notify, Budget, Served};
 
 /// Requests, and data bytes, served per turn of the event loop (see `queue::Budget`); past
@@ -14,11 +17,25 @@ pub(super) const BUDGET: Budget = Budget {
     bytes: 64 << 20,
 };
 
+/// Why the queue cannot be served any more: the device needs a reset.
+enum Fault {
+    /// The driver broke the queue itself (an available index out of range, a head index past the
+    /// ring, rings outside guest memory).
+    Queue,
+    /// The driver made a chain available again while its request was still in flight.
+    HeadInUse,
+}
+
+impl From<virtio_queue::Error> for Fault {
+    fn from(_: virtio_queue::Error) -> Self {
+        Fault::Queue
+    }
+}
+
 impl Block {
-    /// Serves the requests the driver made available (within [`BUDGET`]), returns them as used
-    /// and interrupts the driver if it asked to be. A queue the driver broke (an available index
-    /// out of range, a head index past the ring, rings outside guest memory) stops the device:
-    /// DEVICE_NEEDS_RESET.
+    /// Starts the requests the driver made available (within [`BUDGET`]): a bad one is answered
+    /// at once, the others go to the disk's I/O workers (see `process_done`). A queue the driver
+    /// broke stops the device: DEVICE_NEEDS_RESET.
     pub(super) fn process_queue(&mut self) {
         let Some(Active {
             mem,
@@ -35,19 +52,59 @@ impl Block {
         let mem = &*mem;
         let handler = &mut self.handler;
         let result = drain(queue, mem, BUDGET, |_, chain| {
-            let bytes_before = handler.stats.bytes;
-            let written = handler.handle(mem, chain);
-            Ok::<_, virtio_queue::Error>(Served::used(written, handler.stats.bytes - bytes_before))
+            match handler.start(mem, chain) {
+                Started::Answered(len) => Ok(Served::used(len, 0)),
+                Started::Submitted(bytes) => Ok(Served::kept(bytes)),
+                Started::HeadInUse => Err(Fault::HeadInUse),
+            }
         });
         let pass = match result {
             Ok(pass) => pass,
-            Err(_) => return interrupt.fail_device(),
+            Err(Fault::Queue | Fault::HeadInUse) => return interrupt.fail_device(),
         };
         if pass.more {
             let _ = self.queue_events[0].write(1);
         }
         if pass.used && notify(queue, mem, interrupt).is_err() {
             interrupt.fail_device();
+        }
+    }
+
+    /// Answers the requests whose disk operations completed, and interrupts the driver if it
+    /// asked to be.
+    pub(super) fn process_done(&mut self) {
+        let mut answered = false;
+        while let Some(done) = self.handler.try_done() {
+            let Some(Active {
+                mem,
+                queue,
+                interrupt,
+            }) = self.active.as_mut()
+            else {
+                // Reset meanwhile: `quiesce` already gave these up.
+                continue;
+            };
+            let Some((head, len)) = self.handler.finish(mem, done) else {
+                continue;
+            };
+            if interrupt.needs_reset() {
+                continue;
+            }
+            if queue.add_used(mem, head, len).is_err() {
+                interrupt.fail_device();
+                continue;
+            }
+            answered = true;
+        }
+        if let Some(Active {
+            mem,
+            queue,
+            interrupt,
+        }) = self.active.as_mut()
+        {
+            if answered && notify(queue, mem, interrupt).is_err() {
+                interrupt.fail_device();
+            }
         }
     }
 }
@@ -58,14 +115,19 @@ impl MutEventSubscriber for Block {
         if let Err(e) = ops.add(Events::new(self.queue_event(), EventSet::IN)) {
             eprintln!("vmctl: virtio-blk: cannot watch the queue notifier: {e}");
         }
+        if let Err(e) = ops.add(Events::new(self.handler.done_event(), EventSet::IN)) {
+            eprintln!("vmctl: virtio-blk: cannot watch its I/O completions: {e}");
+        }
     }
 
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        if events.fd() != self.queue_event().as_raw_fd() {
-            return;
+        // Each read clears its counter; EAGAIN (a spurious wake-up) changes nothing.
+        if events.fd() == self.handler.done_event().as_raw_fd() {
+            let _ = self.handler.done_event().read();
+            self.process_done();
+        } else if events.fd() == self.queue_event().as_raw_fd() {
+            let _ = self.queue_event().read();
+            self.process_queue();
         }
-        // Clears the counter; EAGAIN (a spurious wake-up) changes nothing.
-        let _ = self.queue_event().read();
-        self.process_queue();
     }
 }

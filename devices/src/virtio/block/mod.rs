@@ -14,6 +14,7 @@ mod chain;
 mod device;
 mod disk;
 mod event_handler;
+mod io_pool;
 mod request;
 
 #[cfg(test)]

@@ -1,15 +1,22 @@
-//! One virtio-blk request: its header decoded, checked against the disk, and carried out.
+//! One virtio-blk request: its header decoded and checked against the disk on the event loop, its
+//! disk operation run by the disk's I/O workers (`io_pool`), and its status written when that
+//! completes.
 //!
 //! Every failure is the request's own (a status byte of IOERR or UNSUPP); nothing here stops the
-//! device. A chain without a writable byte cannot even carry a status: it is returned unused.
+//! device, except a driver reusing a chain still in flight. A chain without a writable byte
+//! cannot even carry a status: it is returned unused.
 
-use vm_memory::{ByteValued, Bytes, GuestMemoryBackend, Le32, Le64};
+use std::sync::Arc;
+
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, Le32, Le64};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::chain::{ChainError, Layout};
 use super::disk::Disk;
+use super::io_pool::{Done, IoPool, Job, Op, ZeroRange};
 use super::{
     MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS, MAX_REQUEST_BYTES, MAX_WRITE_ZEROES_SECTORS,
-    SECTOR_SHIFT, SECTOR_SIZE, SERIAL_LEN,
+    QUEUE_SIZE, SECTOR_SHIFT, SECTOR_SIZE, SERIAL_LEN,
 };
 use crate::virtio::iovec::{IoVecs, IOV_MAX};
 use crate::virtio::queue::Chain;
@@ -73,59 +80,184 @@ pub struct Stats {
     pub unanswerable: u64,
 }
 
-/// Serves requests for one disk; holds the lists reused from one request to the next.
+/// A request handed to the I/O workers, until it completes.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    status: GuestAddress,
+    /// Data bytes written into the chain on success (a read's data).
+    data: u32,
+    /// Data bytes moved, for the stats.
+    bytes: u64,
+}
+
+/// What became of a chain handed to [`Handler::start`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// Answered at once (a bad request, GET_ID): return it as used with this length.
+    Answered(u32),
+    /// Handed to the I/O workers, with the data bytes it moves: [`Handler::finish`] answers it
+    /// when it completes.
+    Submitted(u64),
+    /// Its head is already in flight: the driver reused a chain it had not got back, so the
+    /// queue cannot be trusted any more.
+    HeadInUse,
+}
+
+/// What a checked request asks of the disk.
+enum Prepared {
+    /// Nothing: done, with this many data bytes written into the chain.
+    Now(u32),
+    /// A job for the workers, the data bytes it moves, and the bytes of them a read writes into
+    /// the chain.
+    Job(Op, IoVecs, u64, u32),
+}
+
+/// Serves the requests of one disk: checks each on the event loop, runs its disk operation on
+/// the disk's I/O workers, and answers it when that completes.
 pub struct Handler {
-    pub disk: Disk,
+    pub disk: Arc<Disk>,
     pub serial: [u8; SERIAL_LEN],
     /// DISCARD and WRITE_ZEROES were offered.
     pub discard: bool,
+    pool: IoPool,
     layout: Layout,
-    iovs: IoVecs,
+    /// Requests in flight, by chain head (heads are below the queue size).
+    in_flight: Vec<Option<InFlight>>,
+    in_flight_count: usize,
+    /// Iovec lists back from completed jobs, for the next reads and writes.
+    spare: Vec<IoVecs>,
     pub stats: Stats,
 }
 
 impl Handler {
-    pub fn new(disk: Disk, serial: [u8; SERIAL_LEN], discard: bool) -> Self {
-        Handler {
+    pub fn new(disk: Disk, serial: [u8; SERIAL_LEN], discard: bool) -> std::io::Result<Self> {
+        let disk = Arc::new(disk);
+        Ok(Handler {
+            pool: IoPool::start(disk.clone())?,
             disk,
             serial,
             discard,
             layout: Layout::new(),
-            iovs: IoVecs::with_capacity(IOV_MAX),
+            in_flight: vec![None; usize::from(QUEUE_SIZE)],
+            in_flight_count: 0,
+            spare: Vec::new(),
             stats: Stats::default(),
+        })
+    }
+
+    /// Signalled when a request's disk operation completes.
+    pub fn done_event(&self) -> &EventFd {
+        self.pool.done_event()
+    }
+
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight_count
+    }
+
+    /// Checks the request in `chain` and starts it: answered at once when it fails or needs no
+    /// disk, else handed to the workers.
+    pub fn start(&mut self, mem: &GuestMemoryMmap, chain: Chain<'_>) -> Started {
+        let head = chain.head_index();
+        match self.in_flight.get(usize::from(head)) {
+            Some(None) => {}
+            // In flight already, or past the queue (the queue crate never yields one).
+            _ => return Started::HeadInUse,
+        }
+        self.stats.requests += 1;
+        self.layout.parse(chain);
+        let prepared = match self.layout.error() {
+            Some(_) => Err(status::IOERR),
+            None => self.prepare(mem),
+        };
+        let at = self.layout.status();
+        match (prepared, at) {
+            (Ok(Prepared::Job(op, iovs, bytes, data)), Some(status)) => {
+                self.in_flight[usize::from(head)] = Some(InFlight {
+                    status,
+                    data,
+                    bytes,
+                });
+                self.in_flight_count += 1;
+                self.pool.submit(Job { head, op, iovs });
+                Started::Submitted(bytes)
+            }
+            (Ok(Prepared::Now(data)), _) => {
+                Started::Answered(self.answer(mem, at, status::OK, data))
+            }
+            (Ok(Prepared::Job(_, iovs, ..)), None) => {
+                // `prepare` refuses a request without a status byte; never reached.
+                self.spare.push(iovs);
+                Started::Answered(0)
+            }
+            (Err(failed), _) => Started::Answered(self.answer(mem, at, failed, 0)),
         }
     }
 
-    /// Serves one chain; returns the number of bytes written into it (the used length).
-    pub fn handle(&mut self, mem: &GuestMemoryMmap, chain: Chain<'_>) -> u32 {
-        self.stats.requests += 1;
-        self.layout.parse(chain);
-        let result = match self.layout.error() {
-            Some(_) => Err(status::IOERR),
-            None => self.execute(mem),
+    /// Answers the request a completed job belongs to: returns its head and used length, or
+    /// None for a job the device no longer waits for.
+    pub fn finish(&mut self, mem: &GuestMemoryMmap, done: Done) -> Option<(u16, u32)> {
+        self.spare.push(done.iovs);
+        let request = self.in_flight.get_mut(usize::from(done.head))?.take()?;
+        self.in_flight_count -= 1;
+        let used = if done.result.is_ok() {
+            self.stats.bytes += request.bytes;
+            self.answer(mem, Some(request.status), status::OK, request.data)
+        } else {
+            self.answer(mem, Some(request.status), status::IOERR, 0)
         };
-        self.iovs.clear();
-        let (status, data) = match result {
-            Ok(data) => (status::OK, data),
-            Err(status) => {
-                self.stats.errors += 1;
-                (status, 0)
+        Some((done.head, used))
+    }
+
+    /// A completion waiting to be answered, if any.
+    pub fn try_done(&self) -> Option<Done> {
+        self.pool.try_done()
+    }
+
+    /// Waits for every request in flight to complete and answers none of them: on a reset the
+    /// driver has given them up, and no worker may touch its memory afterwards.
+    pub fn quiesce(&mut self) {
+        while self.in_flight_count > 0 {
+            let Some(done) = self.pool.wait_done() else {
+                break;
+            };
+            self.spare.push(done.iovs);
+            if let Some(slot) = self.in_flight.get_mut(usize::from(done.head)) {
+                if slot.take().is_some() {
+                    self.in_flight_count -= 1;
+                }
             }
-        };
-        let answered = self
-            .layout
-            .status()
-            .is_some_and(|addr| mem.write_obj(status, addr).is_ok());
-        if !answered {
+        }
+    }
+
+    /// Writes the status byte; returns the used length (0 when it could not be written).
+    fn answer(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        at: Option<GuestAddress>,
+        code: u8,
+        data: u32,
+    ) -> u32 {
+        if code != status::OK {
+            self.stats.errors += 1;
+        }
+        if at.is_none_or(|addr| mem.write_obj(code, addr).is_err()) {
             self.stats.unanswerable += 1;
             return 0;
         }
         data.saturating_add(1)
     }
 
-    /// Carries out the request the layout describes; the data bytes written into the chain, or
-    /// the status of a failed request.
-    fn execute(&mut self, mem: &GuestMemoryMmap) -> Result<u32, u8> {
+    /// An iovec list for a read or write, reused when one is spare.
+    fn iovs(&mut self) -> IoVecs {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| IoVecs::with_capacity(IOV_MAX))
+    }
+
+    /// Checks the request the layout describes against the chain and the disk: what the disk
+    /// must do, or the status of a failed request.
+    fn prepare(&mut self, mem: &GuestMemoryMmap) -> Result<Prepared, u8> {
         let layout = &self.layout;
         // A request that cannot report its outcome is not carried out.
         match layout.status() {
@@ -137,48 +269,42 @@ impl Handler {
             .read(mem, 0, header.as_mut_slice())
             .map_err(chain_status)?;
         let sector = u64::from(header.sector);
+        let none = || IoVecs::with_capacity(0);
         match u32::from(header.kind) {
             kind::IN => {
                 // Only the header is device-readable; the data is device-writable.
-                if layout.readable_len() != HEADER_LEN {
+                if self.layout.readable_len() != HEADER_LEN {
                     return Err(status::IOERR);
                 }
-                let len = layout.writable_len();
+                let len = self.layout.writable_len();
                 let offset = self.check_io(sector, len)?;
-                layout
-                    .writable_iovecs(mem, &mut self.iovs)
-                    .map_err(chain_status)?;
-                self.disk
-                    .read_at(self.iovs.as_mut_slice(), offset)
-                    .map_err(|_| status::IOERR)?;
-                self.stats.bytes += len;
+                let mut iovs = self.iovs();
+                if let Err(e) = self.layout.writable_iovecs(mem, &mut iovs) {
+                    self.spare.push(iovs);
+                    return Err(chain_status(e));
+                }
                 // len <= the chain's total length, which the queue crate keeps below 2^32.
-                Ok(u32::try_from(len).unwrap_or(u32::MAX))
+                let data = u32::try_from(len).unwrap_or(u32::MAX);
+                Ok(Prepared::Job(Op::Read { offset }, iovs, len, data))
             }
             kind::OUT => {
-                if layout.writable_len() != 0 {
+                if self.layout.writable_len() != 0 || self.disk.read_only() {
                     return Err(status::IOERR);
                 }
-                if self.disk.read_only() {
-                    return Err(status::IOERR);
-                }
-                let len = layout.readable_len().saturating_sub(HEADER_LEN);
+                let len = self.layout.readable_len().saturating_sub(HEADER_LEN);
                 let offset = self.check_io(sector, len)?;
-                layout
-                    .readable_iovecs(mem, HEADER_LEN, &mut self.iovs)
-                    .map_err(chain_status)?;
-                self.disk
-                    .write_at(self.iovs.as_mut_slice(), offset)
-                    .map_err(|_| status::IOERR)?;
-                self.stats.bytes += len;
-                Ok(0)
+                let mut iovs = self.iovs();
+                if let Err(e) = self.layout.readable_iovecs(mem, HEADER_LEN, &mut iovs) {
+                    self.spare.push(iovs);
+                    return Err(chain_status(e));
+                }
+                Ok(Prepared::Job(Op::Write { offset }, iovs, len, 0))
             }
             kind::FLUSH => {
                 if layout.readable_len() != HEADER_LEN || layout.writable_len() != 0 {
                     return Err(status::IOERR);
                 }
-                self.disk.flush().map_err(|_| status::IOERR)?;
-                Ok(0)
+                Ok(Prepared::Job(Op::Flush, none(), 0, 0))
             }
             kind::GET_ID => {
                 if layout.readable_len() != HEADER_LEN {
@@ -186,11 +312,17 @@ impl Handler {
                 }
                 // 20 bytes, zero padded; a shorter buffer gets what fits.
                 let n = layout.write(mem, &self.serial).map_err(chain_status)?;
-                Ok(n as u32)
+                Ok(Prepared::Now(n as u32))
             }
             kind::DISCARD | kind::WRITE_ZEROES if self.discard => {
-                self.discard_or_zero(mem, u32::from(header.kind) == kind::DISCARD)?;
-                Ok(0)
+                let discard = u32::from(header.kind) == kind::DISCARD;
+                let ranges = self.zero_ranges(mem, discard)?;
+                let op = if discard {
+                    Op::Discard(ranges)
+                } else {
+                    Op::WriteZeroes(ranges)
+                };
+                Ok(Prepared::Job(op, none(), 0, 0))
             }
             _ => Err(status::UNSUPP),
         }
@@ -218,7 +350,9 @@ impl Handler {
         Ok(offset)
     }
 
-    fn discard_or_zero(&mut self, mem: &GuestMemoryMmap, discard: bool) -> Result<(), u8> {
+    /// The ranges of a DISCARD or WRITE_ZEROES request, every one read and checked before the
+    /// disk is touched: all or nothing.
+    fn zero_ranges(&self, mem: &GuestMemoryMmap, discard: bool) -> Result<Vec<ZeroRange>, u8> {
         let layout = &self.layout;
         if layout.writable_len() != 0 {
             return Err(status::IOERR);
@@ -228,12 +362,11 @@ impl Handler {
         if !data.is_multiple_of(RANGE_LEN) || count == 0 || count > MAX_DISCARD_SEGMENTS as u64 {
             return Err(status::IOERR);
         }
-        // Read and check every range before touching the disk: all or nothing.
-        let mut ranges = [Range::default(); MAX_DISCARD_SEGMENTS];
-        let ranges = &mut ranges[..count as usize];
-        for (i, r) in ranges.iter_mut().enumerate() {
+        let mut ranges = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let mut r = Range::default();
             layout
-                .read(mem, HEADER_LEN + i as u64 * RANGE_LEN, r.as_mut_slice())
+                .read(mem, HEADER_LEN + i * RANGE_LEN, r.as_mut_slice())
                 .map_err(chain_status)?;
             let flags = u32::from(r.flags);
             let allowed = if discard { 0 } else { RANGE_FLAG_UNMAP };
@@ -249,23 +382,17 @@ impl Handler {
             if n > max {
                 return Err(status::IOERR);
             }
-            self.check_range(u64::from(r.sector), u64::from(n) << SECTOR_SHIFT)?;
-        }
-        for r in ranges.iter() {
-            let offset = u64::from(r.sector) << SECTOR_SHIFT;
-            let len = u64::from(u32::from(r.num_sectors)) << SECTOR_SHIFT;
-            if len == 0 {
-                continue;
+            let len = u64::from(n) << SECTOR_SHIFT;
+            let offset = self.check_range(u64::from(r.sector), len)?;
+            if len > 0 {
+                ranges.push(ZeroRange {
+                    offset,
+                    len,
+                    unmap: flags & RANGE_FLAG_UNMAP != 0,
+                });
             }
-            let result = if discard {
-                self.disk.punch_hole(offset, len)
-            } else {
-                let unmap = u32::from(r.flags) & RANGE_FLAG_UNMAP != 0;
-                self.disk.write_zeroes(offset, len, unmap)
-            };
-            result.map_err(|_| status::IOERR)?;
         }
-        Ok(())
+        Ok(ranges)
     }
 }
 
