@@ -20,6 +20,37 @@ fn printed_cmdline(stdout: &str) -> Option<&str> {
         .find_map(|l| l.strip_prefix("exit: cmdline: "))
 }
 
+/// Sends SIGTERM to a running `vmctl boot` and waits for it (failing past BOOT_TIMEOUT: a vCPU
+/// that never gets back to its orders). Returns whether the kill was sent, the exit status, the
+/// time from the signal to the exit, and stderr.
+fn terminate(
+    child: &mut std::process::Child,
+) -> (bool, std::process::ExitStatus, Duration, String) {
+    let start = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for vmctl") {
+            break status;
+        }
+        if start.elapsed() > BOOT_TIMEOUT {
+            let _ = child.kill();
+            panic!("vmctl did not end within {BOOT_TIMEOUT:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let took = start.elapsed();
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut e| e.read_to_string(&mut stderr));
+    (killed, status, took, stderr)
+}
+
 #[test]
 fn hello_64bit_elf_prints_on_com1_and_exits_0() {
     skip_if!(kvm_unusable());
@@ -344,33 +375,13 @@ fn sigterm_ends_a_vm_of_8_spinning_vcpus_quickly_with_128_plus_15() {
     }
     std::thread::sleep(Duration::from_millis(200));
 
-    let start = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for vmctl") {
-            break status;
-        }
-        if start.elapsed() > BOOT_TIMEOUT {
-            let _ = child.kill();
-            panic!("vmctl did not end within {BOOT_TIMEOUT:?} of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    let took = start.elapsed();
-    let mut stderr = String::new();
-    let _ = child
-        .stderr
-        .take()
-        .map(|mut e| e.read_to_string(&mut stderr));
+    let (killed, status, took, stderr) = terminate(&mut child);
 
     println!(
         "SIGTERM to exit of vmctl with 8 spinning vCPUs: {:.1} ms",
         took.as_secs_f64() * 1e3
     );
-    assert!(killed.success());
+    assert!(killed);
     assert_eq!(status.code(), Some(128 + 15), "stderr: {stderr}");
     assert!(
         took < Duration::from_secs(2),
@@ -415,34 +426,14 @@ fn a_guest_flooding_console_and_markers_at_a_stalled_reader_stays_stoppable_and_
     let rss_late = rss_kib(child.id());
 
     // Act
-    let start = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for vmctl") {
-            break status;
-        }
-        if start.elapsed() > BOOT_TIMEOUT {
-            let _ = child.kill();
-            panic!("vmctl did not end within {BOOT_TIMEOUT:?} of SIGTERM: a vCPU blocked?");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let took = start.elapsed();
-    let mut stderr = String::new();
-    let _ = child
-        .stderr
-        .take()
-        .map(|mut e| e.read_to_string(&mut stderr));
+    let (killed, status, took, stderr) = terminate(&mut child);
 
     // Assert
     println!(
         "SIGTERM to exit with a stalled console reader: {:.1} ms; RSS {rss_early} then {rss_late} KiB",
         took.as_secs_f64() * 1e3
     );
-    assert!(killed.success());
+    assert!(killed);
     assert_eq!(status.code(), Some(128 + 15), "stderr: {stderr}");
     // The console gives a stalled reader 2 s (vmm's CONSOLE_PATIENCE) before dropping the rest.
     assert!(

@@ -1,8 +1,12 @@
 #!/bin/bash
 # io.d/blk.sh: virtio-blk throughput under vmctl and under QEMU -M microvm
-# (-device virtio-blk-device), inside the test host: sequential read and write (1 MiB requests)
-# and 4 KiB random reads (one request in flight), all O_DIRECT in the guest (blkbench from
+# (-device virtio-blk-device) in two configurations, inside the test host: sequential read and
+# write (1 MiB requests), 4 KiB random reads at queue depth 1, and 4 KiB random reads and writes at
+# queue depth 32 (32 guest threads, one request each), all O_DIRECT in the guest (blkbench from
 # build/tests/guest-tools), so every byte crosses the virtio queue.
+#
+# QEMU runs twice: as it comes (aio=threads, I/O in the main loop) and at its best for this
+# (aio=io_uring with an iothread of its own for the disk).
 #
 # Both VMMs get the same kernel (build/share/vmctl/vmlinux), the same initramfs (the default one plus
 # blkbench), 512 MiB and 1 vCPU, and the same raw image in tmpfs. Cache mode, like with like: both
@@ -38,21 +42,29 @@ for r in \$(seq $ROUNDS); do \
 echo SEQREAD \$(blkbench read /dev/vda 1048576 $MIB); \
 echo SEQWRITE \$(blkbench write /dev/vda 1048576 $MIB); \
 echo RANDREAD \$(blkbench randread /dev/vda 4096 $COUNT); \
+echo RANDREAD32 \$(blkbench randread /dev/vda 4096 $COUNT 32); \
+echo RANDWRITE32 \$(blkbench randwrite /dev/vda 4096 $COUNT 32); \
 done; echo BENCH-DONE"
 cmd64=$(vmctl_cmd "$script")
 
-# run_side SIDE BOOT: boots SIDE (vmctl or qemu) once; appends its figures to $tmp/SIDE.TAG.
+# run_side SIDE BOOT: boots SIDE (vmctl, qemu or qemu-best) once; appends its figures to
+# $tmp/SIDE.TAG.
 run_side() {
   local side=$1 n=$2 out=$tmp/$1.$2.out rc=0
   if [ "$side" = vmctl ]; then
     timeout 900 "$B/bin/vmctl" boot --kernel "$K" --initrd "$I" --memory $MEM --cpus 1 \
       --disk "$IMG" -- sh -c "$script" > "$out" 2> "$out.err" || rc=$?
   else
+    local disk=(-drive id=disk0,if=none,file="$IMG",format=raw,cache=writeback,aio=threads
+      -device virtio-blk-device,drive=disk0)
+    if [ "$side" = qemu-best ]; then
+      disk=(-object iothread,id=io0
+        -drive id=disk0,if=none,file="$IMG",format=raw,cache=writeback,aio=io_uring
+        -device virtio-blk-device,drive=disk0,iothread=io0)
+    fi
     timeout 900 "$QEMU" -M "$QEMU_MACHINE" -accel kvm -cpu host -m $MEM -smp 1 -nodefaults \
       -no-user-config -display none -no-reboot -serial stdio \
-      -device isa-debug-exit,iobase=0x501,iosize=1 \
-      -drive id=disk0,if=none,file="$IMG",format=raw,cache=writeback,aio=threads \
-      -device virtio-blk-device,drive=disk0 \
+      -device isa-debug-exit,iobase=0x501,iosize=1 "${disk[@]}" \
       -kernel "$K" -initrd "$I" -append "$CMDLINE vmctl.cmd=$cmd64" > "$out" 2> "$out.err" || rc=$?
     # isa-debug-exit: status S comes out as (S << 1) | 1.
     [ $rc -eq 1 ] && rc=0
@@ -63,21 +75,27 @@ run_side() {
     return 1
   fi
   local tag
-  for tag in SEQREAD SEQWRITE RANDREAD; do
+  for tag in SEQREAD SEQWRITE RANDREAD RANDREAD32 RANDWRITE32; do
     tr -d '\r' < "$out" | awk -v t="$tag" '$1 == t && $2 == "RESULT" { print $3 }' >> "$tmp/$side.$tag"
   done
   echo "blk.sh: $side boot $n: $(tr -d '\r' < "$out" | grep -E '^(SEQ|RAND)' | tr '\n' ' ')" >&2
 }
 
 for ((b = 1; b <= BOOTS; b++)); do
-  if ((b % 2)); then run_side vmctl $b; run_side qemu $b; else run_side qemu $b; run_side vmctl $b; fi
+  if ((b % 2)); then
+    run_side vmctl $b; run_side qemu $b; run_side qemu-best $b
+  else
+    run_side qemu-best $b; run_side qemu $b; run_side vmctl $b
+  fi
 done
 
-note="host page cache both sides (qemu cache=writeback,aio=threads)"
+note="host page cache on every side (qemu cache=writeback)"
 row() {
   local name=$1 tag=$2 unit=$3
-  echo "ROW $name|$(median < "$tmp/vmctl.$tag")|$(median < "$tmp/qemu.$tag")|$unit|$note"
+  echo "ROW $name|$(median < "$tmp/vmctl.$tag")|$(median < "$tmp/qemu.$tag")|$unit|$note|$(median < "$tmp/qemu-best.$tag")"
 }
 row "blk sequential read, 1 MiB" SEQREAD MB/s
 row "blk sequential write, 1 MiB" SEQWRITE MB/s
 row "blk random read, 4 KiB, QD1" RANDREAD IOPS
+row "blk random read, 4 KiB, QD32" RANDREAD32 IOPS
+row "blk random write, 4 KiB, QD32" RANDWRITE32 IOPS

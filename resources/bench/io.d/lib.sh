@@ -33,12 +33,15 @@ bench_exit() {
   rm -rf "$tmp"
 }
 
-# initramfs_with_tool: I=$tmp/initramfs.img, the default initramfs plus $TOOL as /bin/<its name> (a
-# newc archive appended on a 4-byte boundary); K=the project's vmlinux.
+# initramfs_with_tool: I=$tmp/initramfs.img, the default initramfs plus $TOOL (and each of the
+# array EXTRA_TOOLS, if set) as /bin/<its name> (a newc archive appended on a 4-byte boundary);
+# K=the project's vmlinux.
 initramfs_with_tool() {
-  local size cpio
+  local size cpio t
   mkdir -p "$tmp/extra/bin"
-  cp "$TOOL" "$tmp/extra/bin/$(basename "$TOOL")"
+  for t in "$TOOL" ${EXTRA_TOOLS[@]+"${EXTRA_TOOLS[@]}"}; do
+    cp "$t" "$tmp/extra/bin/$(basename "$t")"
+  done
   if command -v cpio >/dev/null; then cpio=(cpio); else cpio=(busybox cpio); fi
   (cd "$tmp/extra" && find . -mindepth 1 | "${cpio[@]}" -o -H newc 2>/dev/null) > "$tmp/extra.cpio"
   cp "$B/share/vmctl/initramfs.img" "$tmp/initramfs.img"
@@ -55,6 +58,14 @@ vmctl_cmd() { printf 'sh\0-c\0%s' "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; 
 
 # median < NUMBERS: their median (0 for none).
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# fresh_tap NS TAP: a new tap TAP (with vnet headers) in namespace NS, up, host side 10.0.2.1/24.
+fresh_tap() {
+  ip -n "$1" link del "$2" 2>/dev/null || true
+  ip -n "$1" tuntap add dev "$2" mode tap vnet_hdr
+  ip -n "$1" addr add 10.0.2.1/24 dev "$2"
+  ip -n "$1" link set "$2" up
+}
 
 # wait_lines FILE PATTERN N SECS: until FILE has N lines matching PATTERN.
 wait_lines() {

@@ -4,7 +4,10 @@
 //! - `read DEV BS MIB`: sequential reads of BS bytes from offset 0 until MIB MiB are read.
 //! - `write DEV BS MIB`: sequential writes of a pattern, then `fdatasync` (counted in the time).
 //! - `randread DEV BS COUNT [JOBS]`: COUNT reads of BS bytes at random BS-aligned offsets over the
-//!   whole device, split over JOBS threads (each keeps one request in flight; default 1).
+//!   whole device, split over JOBS threads (each keeps one request in flight, so JOBS is the
+//!   queue depth; default 1).
+//! - `randwrite DEV BS COUNT [JOBS]`: the same with writes of a pattern, then `fdatasync`
+//!   (counted in the time).
 //!
 //! Prints `blkbench: ...` details on stderr and one line `RESULT <value> <unit>` on stdout
 //! (MB/s with MB = 10^6 bytes, or IOPS). Exits 1 on any error.
@@ -106,7 +109,7 @@ fn sequential(dev: &str, bs: usize, total: u64, write: bool) {
     println!("RESULT {:.1} MB/s", done as f64 / secs / 1e6);
 }
 
-fn randread(dev: &str, bs: usize, count: u64, jobs: u64) {
+fn random(dev: &str, bs: usize, count: u64, jobs: u64, write: bool) {
     let size = size_of(&open(dev, false));
     let blocks = size / bs as u64;
     if blocks == 0 {
@@ -118,14 +121,26 @@ fn randread(dev: &str, bs: usize, count: u64, jobs: u64) {
             let dev = dev.to_string();
             let n = count / jobs + u64::from(j < count % jobs);
             std::thread::spawn(move || {
-                let file = open(&dev, false);
+                let file = open(&dev, write);
                 let mut buf = Buffer::new(bs);
+                for (i, b) in buf.slice(bs).iter_mut().enumerate() {
+                    *b = (i * 31 + 7) as u8 ^ j as u8;
+                }
                 // xorshift64*, seeded per job: the same offsets on every run.
                 let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (j + 1);
                 for _ in 0..n {
                     let block = xorshift64star(&mut x) % blocks;
-                    file.read_exact_at(buf.slice(bs), block * bs as u64)
-                        .unwrap_or_else(|e| die(&format!("at block {block}: {e}")));
+                    let at = block * bs as u64;
+                    let r = if write {
+                        file.write_all_at(buf.slice(bs), at)
+                    } else {
+                        file.read_exact_at(buf.slice(bs), at)
+                    };
+                    r.unwrap_or_else(|e| die(&format!("at block {block}: {e}")));
+                }
+                if write {
+                    file.sync_data()
+                        .unwrap_or_else(|e| die(&format!("fdatasync: {e}")));
                 }
             })
         })
@@ -136,15 +151,17 @@ fn randread(dev: &str, bs: usize, count: u64, jobs: u64) {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let what = if write { "writes" } else { "reads" };
     eprintln!(
-        "blkbench: {count} random {bs}-byte reads over {size} bytes in {secs:.3} s, {jobs} job(s)"
+        "blkbench: {count} random {bs}-byte {what} over {size} bytes in {secs:.3} s, {jobs} job(s)"
     );
     println!("RESULT {:.0} IOPS", count as f64 / secs);
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: blkbench read|write DEV BS MIB | blkbench randread DEV BS COUNT [JOBS]";
+    let usage =
+        "usage: blkbench read|write DEV BS MIB | blkbench randread|randwrite DEV BS COUNT [JOBS]";
     if args.len() < 4 {
         die(usage);
     }
@@ -156,9 +173,9 @@ fn main() {
     match args[0].as_str() {
         "read" => sequential(&args[1], bs, amount << 20, false),
         "write" => sequential(&args[1], bs, amount << 20, true),
-        "randread" => {
+        "randread" | "randwrite" => {
             let jobs = args.get(4).map_or(1, |j| number(j, "jobs")).max(1);
-            randread(&args[1], bs, amount, jobs)
+            random(&args[1], bs, amount, jobs, args[0] == "randwrite")
         }
         _ => die(usage),
     }
