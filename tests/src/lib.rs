@@ -13,7 +13,6 @@ pub mod docker;
 pub mod linux;
 pub mod netns;
 pub mod oci;
-pub mod terminal;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

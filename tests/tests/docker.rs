@@ -12,7 +12,6 @@ use vmctl_tests::dns::Upstream;
 use vmctl_tests::docker::{docker_unavailable, Dockerd, BUSYBOX};
 use vmctl_tests::oci::wait_until;
 use vmctl_tests::skip_if;
-use vmctl_tests::terminal::Terminal;
 
 /// `GET /` from `addr`, the body (empty when nothing answers).
 fn http_get(addr: &str) -> String {
@@ -518,97 +517,5 @@ fn memory_and_cpus_size_the_vm_and_an_oom_is_reported() {
     );
     assert_eq!(hog.code(), Some(137), "{}", hog.describe());
     assert_eq!(d.inspect("hog", "{{.State.OOMKilled}}"), "true");
-    d.assert_nothing_left();
-}
-
-/// MiB in a `docker stats` memory figure ("12.5MiB", "1.2GiB", "900KiB").
-fn mib(figure: &str) -> f64 {
-    let (number, unit) = figure.split_at(figure.find(|c: char| c.is_alphabetic()).unwrap_or(0));
-    let n: f64 = number.trim().parse().unwrap_or(0.0);
-    match unit.trim() {
-        "GiB" => n * 1024.0,
-        "MiB" => n,
-        "KiB" => n / 1024.0,
-        _ => 0.0,
-    }
-}
-
-#[test]
-fn an_interactive_terminal_follows_resizes_with_docker_init_and_stats() {
-    skip_if!(docker_unavailable());
-    // Arrange: `docker run -it` on a 30x100 terminal of the test's own.
-    let d = Dockerd::start(7);
-    let run = d.cmd(&[
-        "run",
-        "-it",
-        "--init",
-        "--runtime",
-        "vmctl",
-        "--name",
-        "tty",
-        BUSYBOX,
-        "sh",
-    ]);
-    let mut term = Terminal::spawn(run, 30, 100);
-    let every = Duration::from_secs(3);
-    let patience = Duration::from_secs(120);
-    assert!(
-        term.wait_for(0, "# ", Duration::from_secs(240)),
-        "no shell prompt; the terminal shows:\n{}",
-        term.screen()
-    );
-
-    // Act + Assert: the shell sees the terminal's size, and a resize of the window.
-    assert!(
-        term.type_until("stty size\r", "30 100", every, patience),
-        "the shell did not see 30x100:\n{}",
-        term.screen()
-    );
-    term.resize(40, 120);
-    assert!(
-        term.type_until("stty size\r", "40 120", every, patience),
-        "the resize to 40x120 did not reach the shell:\n{}",
-        term.screen()
-    );
-    // --init: Docker's init is the container's PID 1, the shell its child.
-    assert!(
-        term.type_until(
-            "tr '\\0' ' ' < /proc/1/cmdline; echo; echo \"parent=$PPID\"\r",
-            "parent=1",
-            every,
-            patience
-        ),
-        "the shell's parent is not PID 1:\n{}",
-        term.screen()
-    );
-    assert!(
-        term.screen().contains("docker-init -- sh"),
-        "PID 1 is not docker-init:\n{}",
-        term.screen()
-    );
-    // docker stats: the VMM's memory (guest RAM it touched, and its own) and CPU.
-    let stats = d.ok(&[
-        "stats",
-        "--no-stream",
-        "--format",
-        "{{.MemUsage}}|{{.CPUPerc}}",
-        "tty",
-    ]);
-    let (memory, cpu) = stats.split_once('|').unwrap_or(("", ""));
-    let used = memory.split('/').next().map_or(0.0, mib);
-    assert!(
-        used >= 10.0,
-        "docker stats memory {memory:?}: less than the guest's kernel alone"
-    );
-    assert!(cpu.ends_with('%'), "docker stats CPU {cpu:?}");
-    // The shell's exit status is docker run's.
-    term.type_keys("exit 3\r");
-    assert_eq!(
-        term.wait(Duration::from_secs(120)),
-        Some(3),
-        "{}",
-        term.screen()
-    );
-    d.ok(&["rm", "tty"]);
     d.assert_nothing_left();
 }
