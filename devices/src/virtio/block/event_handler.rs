@@ -73,17 +73,17 @@ impl Block {
     /// Answers the requests whose disk operations completed, and interrupts the driver if it
     /// asked to be.
     pub(super) fn process_done(&mut self) {
+        let Some(Active {
+            mem,
+            queue,
+            interrupt,
+        }) = self.active.as_mut()
+        else {
+            // Reset: `quiesce` already took every completion and gave them up.
+            return;
+        };
         let mut answered = false;
         while let Some(done) = self.handler.try_done() {
-            let Some(Active {
-                mem,
-                queue,
-                interrupt,
-            }) = self.active.as_mut()
-            else {
-                // Reset meanwhile: `quiesce` already gave these up.
-                continue;
-            };
             let Some((head, len)) = self.handler.finish(mem, done) else {
                 continue;
             };
@@ -96,15 +96,8 @@ impl Block {
             }
             answered = true;
         }
-        if let Some(Active {
-            mem,
-            queue,
-            interrupt,
-        }) = self.active.as_mut()
-        {
-            if answered && notify(queue, mem, interrupt).is_err() {
-                interrupt.fail_device();
-            }
+        if answered && notify(queue, mem, interrupt).is_err() {
+            interrupt.fail_device();
         }
     }
 }
