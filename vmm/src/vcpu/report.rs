@@ -12,6 +12,13 @@ use super::Vcpu;
 use crate::kvm::KVM_PVM_HINT;
 
 const MAX_INSN_BYTES: usize = 15;
+/// Where a vCPU starts after INIT (CS:IP F000:FFF0): no vmctl guest runs there.
+const RESET_RIP: u64 = 0xFFF0;
+const RESET_CS: u16 = 0xF000;
+/// On AMD SVM the hardware leaves the vCPU's state undefined after a shutdown, and KVM INITs the
+/// vCPU before it reports the exit; Intel VT-x and kvm-pvm keep the state at the fault.
+const REGISTERS_LOST: &str = "the registers at the fault are lost: this host's KVM reset the vCPU \
+     before reporting the shutdown (AMD SVM does; Intel VT-x keeps them); below, the reset state";
 const X86_CR0_PG: u64 = 1 << 31;
 
 impl Vcpu {
@@ -22,7 +29,14 @@ impl Vcpu {
             "the guest crashed: triple fault on vcpu {} (an exception the CPU could not deliver)",
             self.index
         );
-        match self.fd.get_regs() {
+        let regs = self.fd.get_regs();
+        let sregs = self.fd.get_sregs();
+        if let (Ok(r), Ok(s)) = (&regs, &sregs) {
+            if r.rip == RESET_RIP && s.cs.selector == RESET_CS {
+                out.push_str(&format!("\n  {REGISTERS_LOST}"));
+            }
+        }
+        match regs {
             Ok(r) => {
                 out.push_str(&format!(
                     "\n  rip={:#018x} rsp={:#018x} rflags={:#010x}\n  \
@@ -57,7 +71,7 @@ impl Vcpu {
             }
             Err(e) => out.push_str(&format!("\n  (general registers unreadable: {e})")),
         }
-        match self.fd.get_sregs() {
+        match sregs {
             Ok(s) => out.push_str(&format!(
                 "\n  cr0={:#018x} cr2={:#018x} cr3={:#018x} cr4={:#018x} efer={:#x}\n  \
                  cs={:#06x} ss={:#06x} ds={:#06x} gdt={:#x}/{:#x} idt={:#x}/{:#x} (base/limit)",
