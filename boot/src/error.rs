@@ -12,6 +12,8 @@ pub enum Error {
     NotAKernel { path: PathBuf, reason: String },
     #[error("kernel {path} does not fit in guest memory ({reason}); give the VM more memory")]
     KernelLoad { path: PathBuf, reason: String },
+    #[error("kernel {path} cannot be booted by vmctl: {reason}")]
+    BadKernelLayout { path: PathBuf, reason: String },
     #[error("cannot open initrd {path}: {source}")]
     InitrdOpen {
         path: PathBuf,

@@ -11,7 +11,7 @@ use linux_loader::loader::KernelLoader;
 use vm_memory::GuestAddress;
 
 use crate::kernel_share::{FileIdentity, FilePages, Segment};
-use crate::layout::HIMEM_START;
+use crate::layout::{BOOT_STRUCTURES, HIMEM_START};
 use crate::memory::GuestMemory;
 use crate::{Error, Result};
 
@@ -99,6 +99,10 @@ pub fn load_kernel(mem: &GuestMemory, path: &Path) -> Result<LoadedKernel> {
                     rip: res.kernel_load.0,
                 },
             };
+            check_entry(entry, &segments).map_err(|reason| Error::BadKernelLayout {
+                path: path.to_owned(),
+                reason,
+            })?;
             Ok(LoadedKernel {
                 entry,
                 end: res.kernel_end,
@@ -167,6 +171,16 @@ fn check_elf_segments(file: &mut File, mem: &GuestMemory, path: &Path) -> Result
             "not a 64-bit little-endian ELF (x86_64 needed)".into(),
         ));
     }
+    // linux_loader refuses this too, but with a message about memory size.
+    let e_entry = u64::from_le_bytes(ehdr[24..32].try_into().unwrap_or_default());
+    if e_entry < HIMEM_START {
+        return Err(Error::BadKernelLayout {
+            path: path.to_owned(),
+            reason: format!(
+                "its ELF entry point {e_entry:#x} lies below {HIMEM_START:#x}, among vmctl's boot structures"
+            ),
+        });
+    }
     let phoff = u64::from_le_bytes(ehdr[32..40].try_into().unwrap_or_default());
     let phnum = u64::from(u16::from_le_bytes([ehdr[56], ehdr[57]]));
     let ram_end = mem.last_addr().raw_value() + 1;
@@ -183,6 +197,13 @@ fn check_elf_segments(file: &mut File, mem: &GuestMemory, path: &Path) -> Result
             continue;
         }
         let (offset, paddr, filesz, memsz) = (word(8), word(24), word(32), word(40));
+        // Before the skip below: a segment of zeroes only (.bss) must stay clear too.
+        check_clear_of_boot_structures(paddr, memsz.max(filesz)).map_err(|reason| {
+            Error::BadKernelLayout {
+                path: path.to_owned(),
+                reason,
+            }
+        })?;
         if filesz == 0 {
             continue;
         }
@@ -212,6 +233,41 @@ fn check_elf_segments(file: &mut File, mem: &GuestMemory, path: &Path) -> Result
         return Err(not_a_kernel("ELF has no loadable segment".into()));
     }
     Ok(loadable)
+}
+
+/// Refuses a segment of `len` bytes at `paddr` that lands on something vmctl writes before the
+/// kernel runs (the kernel would be corrupted, or corrupt its own boot data).
+fn check_clear_of_boot_structures(paddr: u64, len: u64) -> std::result::Result<(), String> {
+    let end = paddr.saturating_add(len);
+    match BOOT_STRUCTURES
+        .iter()
+        .find(|(_, start, stop)| paddr < *stop && *start < end)
+    {
+        Some((name, start, stop)) => Err(format!(
+            "a loadable segment at {paddr:#x}..{end:#x} overlaps vmctl's {name} at {start:#x}..{stop:#x}; \
+             link the kernel at or above {HIMEM_START:#x}"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses an entry point outside the bytes the file loads: the vCPU would start in zeroes or in
+/// memory the kernel never wrote.
+fn check_entry(entry: EntryPoint, segments: &[Segment]) -> std::result::Result<(), String> {
+    let (addr, what) = match entry {
+        EntryPoint::Linux64 { rip } => (rip, "ELF entry point"),
+        EntryPoint::Pvh { eip } => (eip, "PVH entry point"),
+    };
+    let inside = segments
+        .iter()
+        .any(|s| addr >= s.paddr && addr - s.paddr < s.filesz);
+    if inside {
+        Ok(())
+    } else {
+        Err(format!(
+            "its {what} {addr:#x} lies outside its loadable segments"
+        ))
+    }
 }
 
 fn detect(file: &mut File) -> std::io::Result<Option<Format>> {
@@ -284,6 +340,219 @@ mod tests {
         let err = load_kernel(&mem, &path).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(err, Error::NotAKernel { .. }), "{err}");
+    }
+
+    /// A loadable segment of a crafted ELF: guest address, bytes in the file, bytes in memory.
+    struct Load {
+        paddr: u64,
+        filesz: u64,
+        memsz: u64,
+    }
+
+    /// A minimal x86_64 ELF executable with `loads` as its PT_LOAD segments (their file bytes
+    /// 0xF4, `hlt`) and `entry` as its entry point.
+    fn crafted_elf(entry: u64, loads: &[Load]) -> Vec<u8> {
+        const EHDR: usize = 64;
+        const PHDR: usize = 56;
+        let mut out = vec![0u8; EHDR];
+        out[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+        out[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        out[18..20].copy_from_slice(&0x3Eu16.to_le_bytes()); // EM_X86_64
+        out[20..24].copy_from_slice(&1u32.to_le_bytes());
+        out[24..32].copy_from_slice(&entry.to_le_bytes());
+        out[32..40].copy_from_slice(&(EHDR as u64).to_le_bytes());
+        out[52..54].copy_from_slice(&(EHDR as u16).to_le_bytes());
+        out[54..56].copy_from_slice(&(PHDR as u16).to_le_bytes());
+        out[56..58].copy_from_slice(&(loads.len() as u16).to_le_bytes());
+        let mut offset = (EHDR + PHDR * loads.len()) as u64;
+        for l in loads {
+            let mut ph = [0u8; PHDR];
+            ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+            ph[4..8].copy_from_slice(&5u32.to_le_bytes()); // R+X
+            ph[8..16].copy_from_slice(&offset.to_le_bytes());
+            ph[16..24].copy_from_slice(&l.paddr.to_le_bytes());
+            ph[24..32].copy_from_slice(&l.paddr.to_le_bytes());
+            ph[32..40].copy_from_slice(&l.filesz.to_le_bytes());
+            ph[40..48].copy_from_slice(&l.memsz.to_le_bytes());
+            out.extend_from_slice(&ph);
+            offset += l.filesz;
+        }
+        for l in loads {
+            out.extend(std::iter::repeat_n(0xF4u8, l.filesz as usize));
+        }
+        out
+    }
+
+    /// Loads `image` as a kernel into 16 MiB of guest memory.
+    fn load_crafted(name: &str, image: &[u8]) -> Result<LoadedKernel> {
+        let mem = RamLayout::new(16).unwrap().allocate().unwrap();
+        let path = temp_file(name, image);
+        let result = load_kernel(&mem, &path);
+        std::fs::remove_file(&path).unwrap();
+        result
+    }
+
+    #[test]
+    fn elf_with_its_entry_in_a_segment_loads() {
+        let image = crafted_elf(
+            0x10_0010,
+            &[Load {
+                paddr: 0x10_0000,
+                filesz: 0x100,
+                memsz: 0x2000,
+            }],
+        );
+
+        let kernel = load_crafted("good", &image).unwrap();
+
+        assert_eq!(kernel.entry, EntryPoint::Linux64 { rip: 0x10_0010 });
+    }
+
+    #[test]
+    fn elf_segment_on_the_zero_page_is_refused() {
+        let image = crafted_elf(
+            0x10_0000,
+            &[
+                Load {
+                    paddr: 0x10_0000,
+                    filesz: 0x100,
+                    memsz: 0x100,
+                },
+                Load {
+                    paddr: 0x7800,
+                    filesz: 0x10,
+                    memsz: 0x10,
+                },
+            ],
+        );
+
+        let err = load_crafted("zeropage", &image).unwrap_err();
+
+        assert!(matches!(err, Error::BadKernelLayout { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("0x7800..0x7810 overlaps vmctl's zero page at 0x7000..0x8000"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn elf_bss_over_the_boot_page_tables_is_refused() {
+        // No file bytes at all, but the zeroes the kernel expects there cover the last PD.
+        let image = crafted_elf(
+            0x10_0000,
+            &[
+                Load {
+                    paddr: 0x10_0000,
+                    filesz: 0x100,
+                    memsz: 0x100,
+                },
+                Load {
+                    paddr: 0xE000,
+                    filesz: 0,
+                    memsz: 0x2000,
+                },
+            ],
+        );
+
+        let err = load_crafted("bss", &image).unwrap_err();
+
+        assert!(
+            err.to_string()
+                .contains("0xe000..0x10000 overlaps vmctl's boot page tables at 0x9000..0xf000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn elf_segments_on_each_boot_structure_are_refused() {
+        for (name, start, _) in BOOT_STRUCTURES {
+            let image = crafted_elf(
+                0x10_0000,
+                &[
+                    Load {
+                        paddr: 0x10_0000,
+                        filesz: 0x100,
+                        memsz: 0x100,
+                    },
+                    Load {
+                        paddr: start,
+                        filesz: 4,
+                        memsz: 4,
+                    },
+                ],
+            );
+
+            let err = load_crafted("each", &image).unwrap_err();
+
+            assert!(
+                err.to_string().contains(&format!("vmctl's {name} at")),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn elf_entry_outside_its_segments_is_refused() {
+        let image = crafted_elf(
+            0x20_0000,
+            &[Load {
+                paddr: 0x10_0000,
+                filesz: 0x100,
+                memsz: 0x1000,
+            }],
+        );
+
+        let err = load_crafted("entry", &image).unwrap_err();
+
+        assert!(matches!(err, Error::BadKernelLayout { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("ELF entry point 0x200000 lies outside its loadable segments"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn elf_entry_in_zeroed_tail_is_refused() {
+        // Inside memsz but past filesz: the vCPU would start in zeroes.
+        let image = crafted_elf(
+            0x10_0800,
+            &[Load {
+                paddr: 0x10_0000,
+                filesz: 0x100,
+                memsz: 0x1000,
+            }],
+        );
+
+        let err = load_crafted("tail", &image).unwrap_err();
+
+        assert!(
+            err.to_string()
+                .contains("lies outside its loadable segments"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn elf_entry_below_1mib_is_refused_with_its_own_message() {
+        let image = crafted_elf(
+            0x7000,
+            &[Load {
+                paddr: 0x10_0000,
+                filesz: 0x100,
+                memsz: 0x100,
+            }],
+        );
+
+        let err = load_crafted("low-entry", &image).unwrap_err();
+
+        assert!(matches!(err, Error::BadKernelLayout { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("entry point 0x7000 lies below 0x100000"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,3 +51,25 @@ pub const IOAPIC_PINS: u32 = 24;
 pub const SERIAL_IRQ: u32 = 4;
 /// First interrupt line given to virtio-mmio devices.
 pub const VIRTIO_IRQ_BASE: u32 = 5;
+
+/// What vmctl writes into low memory before the kernel runs, as (name, start, end): an ELF
+/// kernel whose segments land on any of these would be overwritten by them, or overwrite them.
+pub const BOOT_STRUCTURES: [(&str, u64, u64); 8] = [
+    ("GDT", GDT_ADDR, IDT_ADDR),
+    ("IDT", IDT_ADDR, IDT_ADDR + 8),
+    ("PVH start info", PVH_INFO_ADDR, ZERO_PAGE_ADDR),
+    ("zero page", ZERO_PAGE_ADDR, ZERO_PAGE_ADDR + 0x1000),
+    ("boot stack", ZERO_PAGE_ADDR + 0x1000, PML4_ADDR),
+    (
+        "boot page tables",
+        PML4_ADDR,
+        PD_ADDR + IDENTITY_MAP_GIB * 0x1000,
+    ),
+    (
+        "kernel command line",
+        CMDLINE_ADDR,
+        CMDLINE_ADDR + CMDLINE_MAX as u64,
+    ),
+    // The MP table grows with the vCPU count (20 bytes each): the whole EBDA and legacy hole.
+    ("MP table", EBDA_START, HIMEM_START),
+];

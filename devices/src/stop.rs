@@ -10,8 +10,11 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 pub enum StopReason {
     /// The guest reset the machine (i8042 reset line, or KVM's reset system event).
     Reset,
-    /// The guest shut the machine down (triple fault, or KVM's shutdown system event).
+    /// The guest shut the machine down (KVM's shutdown system event, or a halt KVM hands back).
     Shutdown,
+    /// The guest crashed: a triple fault (KVM_EXIT_SHUTDOWN). The text says which vCPU and holds
+    /// its registers at the fault, for the kernel developer.
+    Crashed(String),
     /// The guest reported an exit status on the exit-status port.
     ExitStatus(u8),
     /// The VMM could not go on (an exit it cannot serve, a failed vCPU ioctl, ...).

@@ -2,7 +2,7 @@
 # Checks the tiny test guests without vmctl: boots each one QEMU can boot (PVH ELFs and the bzImage;
 # QEMU cannot boot the plain 64-bit ELF `hello`) under QEMU -M microvm and checks its output and exit
 # status. QEMU's isa-debug-exit turns the guest's status S into (S << 1) | 1; a triple fault or a
-# reset with -no-reboot ends QEMU with 0.
+# reset with -no-reboot ends QEMU with 0 (vmctl, unlike QEMU, reports a triple fault as a crash).
 # Usage: resources/testguests/check-with-qemu.sh GUESTDIR [tcg|kvm]   (default: kvm when usable)
 set -euo pipefail
 die() { echo "check-with-qemu: $*" >&2; exit 1; }

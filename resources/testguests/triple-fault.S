@@ -1,5 +1,5 @@
 /* triple-fault: loads an empty IDT (limit 0) and raises an exception: the CPU cannot deliver it, nor
- * the #GP and #DF that follow, and shuts down (KVM_EXIT_SHUTDOWN), a normal end of the VM.
+ * the #GP and #DF that follow, and shuts down (KVM_EXIT_SHUTDOWN): vmctl reports a crash.
  * The exception is a #UD from ud2, not int3: kvm-pvm (this machine's KVM) cannot emulate int3 in
  * guest kernel mode and would report an emulation failure instead. */
 #include "common.h"

@@ -5,6 +5,9 @@ pub enum Error {
     Vmm(#[from] vmm::Error),
     #[error("{0}")]
     Guest(String),
+    /// The guest crashed (a triple fault): the report names the vCPU and holds its registers.
+    #[error("{0}")]
+    GuestCrashed(String),
     #[error(
         "no {what} given and none found (looked in {looked}); build it with `make build` or pass {flag}"
     )]
@@ -55,6 +58,10 @@ pub enum Error {
     Internal(String),
 }
 
+/// `vmctl boot`'s exit status when the guest crashed (triple fault), apart from 125 (vmctl's own
+/// failures) and 0 (the guest's own reset), so scripts can tell a kernel crash from both.
+pub const GUEST_CRASHED: u8 = 123;
+
 impl Error {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
@@ -64,10 +71,11 @@ impl Error {
     }
 
     /// The exit status for this failure: 125 for `vmctl boot` (as `docker run`, so it cannot be
-    /// mistaken for the workload's status), 126/127 for a program that cannot be run, and 1, as
-    /// runc, for the container commands.
+    /// mistaken for the workload's status), [`GUEST_CRASHED`] for a guest that triple-faulted,
+    /// 126/127 for a program that cannot be run, and 1, as runc, for the container commands.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Error::GuestCrashed(_) => GUEST_CRASHED,
             Error::Vmm(_) | Error::Guest(_) | Error::MissingAsset { .. } | Error::Console(_) => 125,
             Error::NotExecutable { code, .. } => *code,
             _ => 1,

@@ -59,6 +59,7 @@ pub fn describe(reason: &StopReason) -> String {
         StopReason::ExitStatus(s) => format!("status {s}"),
         StopReason::Reset => "reset".into(),
         StopReason::Shutdown => "shutdown".into(),
+        StopReason::Crashed(_) => "triple fault".into(),
         StopReason::Failed(_) => "vmm error".into(),
         StopReason::UserQuit => "quit by the user".into(),
     }

@@ -20,6 +20,12 @@ use crate::{signals, Error};
 const ESCAPE_KEY: u8 = 0x1d;
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: the COMMAND's status (the byte a guest writes to port 0x501); \
+0 when the guest resets or shuts down without a COMMAND; 123 when the guest crashes (a triple \
+fault: the vCPU's registers are printed on stderr); 125 when vmctl itself fails; 2 for a \
+malformed flag."
+)]
 pub struct BootArgs {
     /// Kernel to boot: vmlinux (ELF, 64-bit or PVH entry) or bzImage [default: the project's]
     #[arg(long, value_name = "PATH")]
@@ -146,6 +152,36 @@ fn exit_status(reason: StopReason, has_command: bool) -> Result<u8, Error> {
         ))),
         StopReason::Reset | StopReason::Shutdown => Ok(0),
         StopReason::UserQuit => Ok(signals::caught().map_or(0, |sig| 128 + sig as u8)),
+        StopReason::Crashed(report) => Err(Error::GuestCrashed(report)),
         StopReason::Failed(msg) => Err(Error::Guest(msg)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_exits_123_with_its_report_and_a_reset_exits_0() {
+        let crash = StopReason::Crashed("the guest crashed: triple fault on vcpu 0".into());
+
+        let crashed = exit_status(crash, false).unwrap_err();
+        let reset = exit_status(StopReason::Reset, false).unwrap();
+
+        assert_eq!(crashed.exit_code(), 123);
+        assert_eq!(
+            crashed.to_string(),
+            "the guest crashed: triple fault on vcpu 0"
+        );
+        assert_eq!(reset, 0);
+    }
+
+    #[test]
+    fn a_crash_with_a_command_is_still_a_crash() {
+        let crash = StopReason::Crashed("triple fault".into());
+
+        let err = exit_status(crash, true).unwrap_err();
+
+        assert_eq!(err.exit_code(), 123);
     }
 }

@@ -268,6 +268,13 @@ impl Monitor {
                 log::error(&format!("the container's VM failed: {msg}"));
                 255
             }
+            Ok(vmm::StopReason::Crashed(report)) => {
+                log::error(&format!(
+                    "the container's VM crashed: {report}\nguest console: {}",
+                    console()
+                ));
+                255
+            }
             Ok(other) => {
                 log::error(&format!(
                     "the container's VM ended ({}) without its init's exit status; guest console: {}",

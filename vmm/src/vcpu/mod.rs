@@ -145,7 +145,10 @@ impl Vcpu {
                 read_bus(&self.mmio).write(addr, data);
                 None
             }
-            VcpuExit::Shutdown | VcpuExit::Hlt => Some(StopReason::Shutdown),
+            // A triple fault: the guest met an exception it could not deliver. Never the
+            // guest's own way to reset (that is the i8042 line), so a crash, with the state.
+            VcpuExit::Shutdown => Some(StopReason::Crashed(self.describe_triple_fault())),
+            VcpuExit::Hlt => Some(StopReason::Shutdown),
             VcpuExit::SystemEvent(kind, _) => match kind {
                 KVM_SYSTEM_EVENT_RESET => Some(StopReason::Reset),
                 KVM_SYSTEM_EVENT_SHUTDOWN => Some(StopReason::Shutdown),
